@@ -1,0 +1,99 @@
+"""Transport shared by the Zendesk and Jira connectors: a session that never retries, and translation of
+transport failures into the typed errors of ``connector.errors``.
+
+Why a session of our own: zenpy mounts an ``HTTPAdapter`` with ``Retry(total=3)`` on sessions it creates
+itself, and both clients sleep on 429 (DESIGN.md, "Facts about the outside world"). A retry hidden in a
+client can send a create twice and parks a worker thread; the worker owns retrying, with the error's
+``retry_after`` in hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from connector import errors
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 15.0
+
+
+def no_retry_session() -> requests.Session:
+    """A ``requests.Session`` whose adapters make exactly one attempt per call."""
+    session = requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, HTTPAdapter(max_retries=0))
+    return session
+
+
+def url_path(url: str | bytes | None) -> str:
+    """The path of a URL, for messages: never the query (search text) or userinfo."""
+    if url is None:
+        return "?"
+    if isinstance(url, bytes):
+        url = url.decode("utf-8", "replace")
+    return urlsplit(url).path or "/"
+
+
+def error_for_response(service: str, response: requests.Response) -> errors.ConnectorError:
+    request = response.request
+    try:
+        body: Any = response.content  # reading it also hands the connection back to the pool
+    except requests.RequestException:
+        body = None
+    return errors.from_status(
+        service,
+        response.status_code,
+        method=(request.method if request is not None else None) or "?",
+        path=url_path(request.url if request is not None else response.url),
+        retry_after_header=response.headers.get("Retry-After"),
+        body=body,
+    )
+
+
+def raise_for_error_hook(service: str) -> Callable[..., requests.Response]:
+    """A requests response hook raising the typed error for any status >= 400.
+
+    It runs inside ``Session.send``, before the client library sees the response: zenpy's
+    ``_call_api`` never reaches its Retry-After sleep loop, and its own exception mapping is bypassed.
+    """
+
+    def hook(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        if response.status_code >= 400:
+            error = error_for_response(service, response)
+            log.info("%s call failed: %s", service, error.message)
+            raise error
+        return response
+
+    return hook
+
+
+@contextmanager
+def translated(service: str) -> Iterator[None]:
+    """Turn transport exceptions escaping a block into typed connector errors."""
+    try:
+        yield
+    except errors.ConnectorError:
+        raise
+    except requests.Timeout as exc:  # before ConnectionError: ConnectTimeout is both
+        raise errors.TransientError(service, f"timed out calling {_where(exc)}") from exc
+    except requests.ConnectionError as exc:
+        raise errors.TransientError(service, f"could not connect to {_where(exc)}") from exc
+    except requests.RequestException as exc:
+        raise errors.PermanentError(
+            service, f"request to {_where(exc)} failed: {type(exc).__name__}"
+        ) from exc
+
+
+def _where(exc: requests.RequestException) -> str:
+    request = getattr(exc, "request", None)
+    if request is None or not getattr(request, "url", None):
+        return "the service"
+    return f"{request.method} {url_path(request.url)}"

@@ -1,0 +1,101 @@
+"""Run the sandbox Zendesk and Jira side by side on local ports, in background threads."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from connector.sandbox import jira_app, zendesk_app
+from connector.sandbox.jira_state import JiraState
+from connector.sandbox.seed import JIRA_ISSUE_FIELD
+from connector.sandbox.zendesk_state import ZendeskState
+
+
+@dataclass
+class _Running:
+    server: BaseWSGIServer
+    thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.host}:{self.server.server_port}"
+
+
+@dataclass
+class Sandbox:
+    """Both servers; ``zendesk_state``/``jira_state`` are the live in-memory state they serve."""
+
+    zendesk_state: ZendeskState
+    jira_state: JiraState
+    _zendesk: _Running
+    _jira: _Running
+    _stopped: bool = field(default=False, init=False)
+
+    @property
+    def zendesk_url(self) -> str:
+        return self._zendesk.url
+
+    @property
+    def jira_url(self) -> str:
+        return self._jira.url
+
+    def environment(self) -> dict[str, str]:
+        """The configuration (DESIGN.md names) that points the connectors at this sandbox."""
+        return {
+            "ZENDESK_URL": self.zendesk_url,
+            "ZENDESK_EMAIL": self.zendesk_state.email,
+            "ZENDESK_API_TOKEN": self.zendesk_state.token,
+            "ZENDESK_JIRA_FIELD_ID": str(JIRA_ISSUE_FIELD),
+            "JIRA_URL": self.jira_url,
+            "JIRA_EMAIL": self.jira_state.email,
+            "JIRA_API_TOKEN": self.jira_state.token,
+        }
+
+    def reset(self) -> None:
+        self.zendesk_state.reset()
+        self.jira_state.reset()
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for running in (self._zendesk, self._jira):
+            running.server.shutdown()
+            running.server.server_close()
+            running.thread.join(timeout=5)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _serve(app, host: str, port: int, name: str) -> _Running:
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    return _Running(server, thread)
+
+
+def start(
+    *,
+    host: str = "127.0.0.1",
+    zendesk_port: int = 0,
+    jira_port: int = 0,
+    jira_deployment: str = "Cloud",
+    search_delay_s: float = 0.0,
+) -> Sandbox:
+    """Start both servers (port 0: any free port) and return once they accept connections."""
+    zendesk_state = ZendeskState()
+    jira_state = JiraState(deployment_type=jira_deployment, search_delay_s=search_delay_s)
+    zendesk = _serve(zendesk_app.create_app(zendesk_state), host, zendesk_port, "sandbox-zendesk")
+    try:
+        jira = _serve(jira_app.create_app(jira_state), host, jira_port, "sandbox-jira")
+    except BaseException:
+        zendesk.server.shutdown()
+        zendesk.server.server_close()
+        raise
+    return Sandbox(zendesk_state, jira_state, zendesk, jira)

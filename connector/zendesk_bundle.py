@@ -1,0 +1,145 @@
+"""Assemble the case bundle (DESIGN.md, "Contracts" → Case bundle) for one ticket, through zenpy.
+
+Calls, in order (every one through zenpy's public API; the URLs are what zenpy 2.0.x builds):
+
+1. ``GET /api/v2/tickets/{id}.json?include=slas`` — the ticket with ``slas.policy_metrics``.
+2. ``GET /api/v2/tickets/{id}/comments.json?page[size]=100`` — cursor paging (``meta.has_more`` +
+   ``links.next``), followed by zenpy's generator.
+3. ``GET /api/v2/tickets/{id}/audits.json?page[size]=100`` — for priority/status changes (optional).
+4. ``GET /api/v2/search/export.json?query=type:ticket created>…&filter[type]=ticket&page[size]=100`` —
+   the history window. The plain search endpoint stops at 1,000 results (a 422 past page 10); the export
+   endpoint pages by cursor without that cap, so ``history_limit`` is our bound, not Zendesk's.
+5. ``GET /api/v2/users/show_many.json?ids=…`` and ``/organizations/show_many.json?ids=…`` — 100 ids a
+   call, the documented maximum.
+
+zenpy parses responses into objects; ``to_dict()`` gives the JSON back with two differences from the
+wire that we undo or accept: the key ``from`` (in ``via.source``) comes back as ``from_`` (restored
+here), and attributes zenpy knows about but the response lacked come back as ``null`` (harmless: the
+bundle contract reads a missing value and a null alike, as "unknown").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from typing import Any, TypeVar
+
+from zenpy import Zenpy
+
+from connector.errors import AuthError, NotFoundError, PermanentError
+
+log = logging.getLogger(__name__)
+
+SHOW_MANY_MAX = 100
+DEFAULT_HISTORY_DAYS = 14
+DEFAULT_HISTORY_LIMIT = 1000
+DEFAULT_COMMENT_LIMIT = 1000
+DEFAULT_AUDIT_LIMIT = 500
+
+T = TypeVar("T")
+
+
+def to_raw(obj: Any) -> dict[str, Any]:
+    """A zenpy object as the JSON Zendesk sent for it."""
+    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return _restore_keys(data)
+
+
+def _restore_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        # zenpy's mapping renames the reserved word "from" to "from_" (ZendeskObjectMapping.format_key).
+        return {("from" if k == "from_" else k): _restore_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore_keys(v) for v in value]
+    return value
+
+
+def get_ticket(client: Zenpy, ticket_id: int) -> dict[str, Any]:
+    return to_raw(client.tickets(id=int(ticket_id), include=["slas"]))
+
+
+def list_comments(client: Zenpy, ticket_id: int, limit: int = DEFAULT_COMMENT_LIMIT) -> list[dict[str, Any]]:
+    comments = [to_raw(c) for c in islice(client.tickets.comments(ticket=int(ticket_id)), limit + 1)]
+    if len(comments) > limit:
+        log.warning(
+            "ticket %s has more than %d comments; the bundle keeps the first %d", ticket_id, limit, limit
+        )
+    return comments[:limit]
+
+
+def list_audits(client: Zenpy, ticket_id: int, limit: int = DEFAULT_AUDIT_LIMIT) -> list[dict[str, Any]]:
+    return [to_raw(a) for a in islice(client.tickets.audits(ticket=int(ticket_id)), limit)]
+
+
+def show_many(fetch: Callable[..., Iterable[Any]], ids: Iterable[Any]) -> list[dict[str, Any]]:
+    """Users or organizations by id, ``SHOW_MANY_MAX`` a call; ids Zendesk no longer knows are skipped."""
+    wanted = sorted({int(i) for i in ids if i is not None})
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), SHOW_MANY_MAX):
+        found += [to_raw(o) for o in fetch(ids=wanted[start : start + SHOW_MANY_MAX])]
+    return found
+
+
+def recent_tickets(
+    client: Zenpy, *, since: datetime, limit: int = DEFAULT_HISTORY_LIMIT, exclude: int | None = None
+) -> list[dict[str, Any]]:
+    """Tickets created after ``since``, through the search export (no 1,000-result cap), up to ``limit``."""
+    results = client.search_export(type="ticket", created_after=since.astimezone(UTC))
+    tickets = (to_raw(t) for t in results)
+    return list(islice((t for t in tickets if t.get("id") != exclude), limit))
+
+
+def assemble(
+    client: Zenpy,
+    ticket_id: int,
+    *,
+    now: datetime | None = None,
+    history_days: int = DEFAULT_HISTORY_DAYS,
+    history_limit: int = DEFAULT_HISTORY_LIMIT,
+    comment_limit: int = DEFAULT_COMMENT_LIMIT,
+    include_audits: bool = True,
+) -> dict[str, Any]:
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    ticket = get_ticket(client, ticket_id)
+    bundle: dict[str, Any] = {"now": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "ticket": ticket}
+
+    comments = _optional("comments", lambda: list_comments(client, ticket_id, comment_limit))
+    if comments is not None:
+        bundle["comments"] = comments
+    if include_audits:
+        audits = _optional("audits", lambda: list_audits(client, ticket_id))
+        if audits is not None:
+            bundle["audits"] = audits
+    if history_days > 0 and history_limit > 0:
+        since = now - timedelta(days=history_days)
+        history = _optional(
+            "history",
+            lambda: recent_tickets(client, since=since, limit=history_limit, exclude=ticket.get("id")),
+        )
+        if history is not None:
+            bundle["history"] = history
+
+    user_ids = {ticket.get(k) for k in ("requester_id", "submitter_id", "assignee_id")}
+    user_ids |= {c.get("author_id") for c in bundle.get("comments", [])}
+    users = _optional("users", lambda: show_many(client.users, user_ids))
+    if users is not None:
+        bundle["users"] = users
+
+    org_ids = {ticket.get("organization_id")} | {t.get("organization_id") for t in bundle.get("history", [])}
+    org_ids |= {u.get("organization_id") for u in bundle.get("users", [])}
+    organizations = _optional("organizations", lambda: show_many(client.organizations, org_ids))
+    if organizations is not None:
+        bundle["organizations"] = organizations
+    return bundle
+
+
+def _optional(section: str, fetch: Callable[[], T]) -> T | None:
+    """A section the bundle can do without: a refusal leaves it out ("unknown"); a rate limit or an
+    outage still propagates, because a later retry gives the rules a fuller picture."""
+    try:
+        return fetch()
+    except (AuthError, NotFoundError, PermanentError) as exc:
+        log.warning("case bundle without %s: %s", section, exc.message)
+        return None

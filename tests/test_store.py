@@ -1,0 +1,335 @@
+"""The Store on SQLite and PostgreSQL: migrations, deliveries, assessments, escalations, audit log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import insert, inspect
+from sqlalchemy.exc import IntegrityError
+
+from worker.store import (
+    DeliveryStatus,
+    EscalationDraft,
+    EscalationState,
+    InvalidTransition,
+    Store,
+    TicketAlreadyEscalated,
+    TicketRef,
+    migrate,
+)
+from worker.store.engine import normalise_url
+from worker.store.models import Base, EscalationTicket
+
+TICKET = TicketRef.zendesk(42)
+DECISION = {"ticket_id": "42", "escalate": True, "destination": "engineering", "severity": "high"}
+
+
+# -- migrations ----------------------------------------------------------------------------------
+
+
+def test_migrations_build_exactly_the_models(store):
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    assert migrate.current_revision(store.engine) == migrate.head_revision()
+
+
+def test_migrations_go_down_and_up_again(tmp_path):
+    store = Store.from_url(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    store.upgrade()
+    store.upgrade()  # at head: nothing to do
+    migrate.downgrade(store.engine, "base")
+    assert set(inspect(store.engine).get_table_names()) == {"alembic_version"}
+    store.upgrade()
+    assert {"deliveries", "assessments", "escalations", "escalation_tickets", "audit_log"} <= set(
+        inspect(store.engine).get_table_names()
+    )
+    store.dispose()
+
+
+def test_default_sqlite_directory_is_created(tmp_path):
+    store = Store.from_url(f"sqlite:///{tmp_path / 'var' / 'escalate.sqlite3'}")
+    store.upgrade()
+    assert (tmp_path / "var" / "escalate.sqlite3").exists()
+    store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgres://u@h/db", "postgresql+psycopg"),
+        ("postgresql://u@h/db", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg"),
+        ("sqlite:///x.db", "sqlite"),
+    ],
+)
+def test_database_urls_select_the_installed_driver(url, driver):
+    assert normalise_url(url).drivername == driver
+
+
+# -- deliveries ----------------------------------------------------------------------------------
+
+
+def test_a_delivery_is_recorded_once(store):
+    assert store.record_delivery("zendesk", "inv-1", kind="evaluate_ticket", subject="42")
+    assert not store.record_delivery("zendesk", "inv-1", kind="evaluate_ticket", subject="42")
+    assert store.record_delivery("jira", "inv-1", kind="issue_commented", subject="ENG-1")  # other sender
+    delivery = store.get_delivery("zendesk", "inv-1")
+    assert delivery.status is DeliveryStatus.RECEIVED
+    assert delivery.received_at.tzinfo is UTC
+
+
+def test_a_processed_delivery_is_not_started_again(store):
+    assert store.start_delivery("zendesk", "inv-2", kind="evaluate_ticket", subject="42")  # records it
+    store.finish_delivery("zendesk", "inv-2", DeliveryStatus.FAILED, error="TransientError: 502")
+    assert store.get_delivery("zendesk", "inv-2").error == "TransientError: 502"
+    assert store.start_delivery("zendesk", "inv-2", kind="evaluate_ticket", subject="42")
+    store.finish_delivery("zendesk", "inv-2", DeliveryStatus.PROCESSED)
+    assert not store.start_delivery("zendesk", "inv-2", kind="evaluate_ticket", subject="42")
+    delivery = store.get_delivery("zendesk", "inv-2")
+    assert (delivery.status, delivery.attempts, delivery.error) == (DeliveryStatus.PROCESSED, 2, None)
+    assert delivery.processed_at is not None
+
+
+def test_a_forgotten_delivery_can_be_recorded_again(store):
+    store.record_delivery("zendesk", "inv-3", kind="evaluate_ticket", subject="42")
+    store.forget_delivery("zendesk", "inv-3")
+    assert store.record_delivery("zendesk", "inv-3", kind="evaluate_ticket", subject="42")
+
+
+def test_concurrent_records_of_one_delivery_make_one_row(store):
+    results: list[bool] = []
+    barrier = threading.Barrier(10)
+
+    def record() -> None:
+        barrier.wait()
+        results.append(store.record_delivery("zendesk", "same", kind="evaluate_ticket", subject="42"))
+
+    threads = [threading.Thread(target=record) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 9 + [True]
+
+
+# -- assessments ---------------------------------------------------------------------------------
+
+
+def test_assessments_are_kept_and_the_latest_is_found(store):
+    store.record_delivery("zendesk", "inv-4", kind="evaluate_ticket", subject="42")
+    first = store.record_assessment(
+        TICKET,
+        {**DECISION, "escalate": False, "destination": None},
+        ruleset_version="r1",
+        trace=[{"rule": "coaching", "matched": True}],
+        matcher="lexical",
+    )
+    second = store.record_assessment(
+        TICKET, DECISION, ruleset_version="r2", matcher="semantic", delivery=("zendesk", "inv-4")
+    )
+    latest = store.latest_assessment(TICKET)
+    assert latest.id == second.id
+    assert (latest.escalate, latest.destination, latest.severity) == (True, "engineering", "high")
+    assert latest.decision == DECISION
+    assert (latest.ruleset_version, latest.matcher) == ("r2", "semantic")
+    assert [a.id for a in store.assessments(TICKET)] == [second.id, first.id]
+    assert store.assessments(TICKET)[1].trace == [{"rule": "coaching", "matched": True}]
+    assert store.latest_assessment(TicketRef.zendesk(43)) is None
+
+
+# -- escalations ---------------------------------------------------------------------------------
+
+
+def test_an_escalation_goes_through_its_lifecycle(store):
+    assessment = store.record_assessment(TICKET, DECISION, ruleset_version="r1")
+    created, is_new = store.get_or_create_escalation(
+        TICKET, "engineering", EscalationDraft(severity="high", assessment_id=assessment.id)
+    )
+    assert is_new
+    assert created.state is EscalationState.SUGGESTED
+    assert created.tickets == (TICKET,)
+    with store.lock_escalation(created.id) as lock:
+        lock.set_jira_key("ENG-7")
+        assert lock.transition(EscalationState.CREATED)
+        assert not lock.transition(EscalationState.CREATED)  # repeating is a no-op
+    for state in (
+        EscalationState.ACKNOWLEDGED,
+        EscalationState.RESOLVED,
+        EscalationState.CUSTOMER_UPDATED,
+        EscalationState.CLOSED,
+    ):
+        assert store.transition_escalation(created.id, state).state is state
+    closed = store.escalation_by_jira_key("ENG-7")
+    assert closed.state is EscalationState.CLOSED
+    assert not closed.is_open
+    assert closed.assessment_id == assessment.id
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ((), EscalationState.RESOLVED),
+        ((EscalationState.DISMISSED,), EscalationState.CREATED),
+        ((EscalationState.CREATED, EscalationState.CLOSED), EscalationState.ACKNOWLEDGED),
+    ],
+)
+def test_forbidden_transitions_are_refused(store, path, target):
+    record, _ = store.get_or_create_escalation(TICKET, "engineering")
+    for state in path:
+        store.transition_escalation(record.id, state)
+    with pytest.raises(InvalidTransition):
+        store.transition_escalation(record.id, target)
+
+
+def test_one_open_escalation_per_ticket_and_destination(store):
+    first, new = store.get_or_create_escalation(TICKET, "engineering")
+    again, new_again = store.get_or_create_escalation(TICKET, "engineering")
+    assert new and not new_again
+    assert again.id == first.id
+    other, other_new = store.get_or_create_escalation(TICKET, "security")
+    assert other_new and other.id != first.id
+    assert store.open_escalation(TICKET, "engineering").id == first.id
+    # Once closed (or dismissed), the ticket may be escalated to the same destination again.
+    store.transition_escalation(first.id, EscalationState.DISMISSED, reason="duplicate of ENG-1")
+    assert store.open_escalation(TICKET, "engineering") is None
+    third, third_new = store.get_or_create_escalation(TICKET, "engineering")
+    assert third_new and third.id != first.id
+    assert [e.id for e in store.escalations_for_ticket(TICKET)] == [first.id, other.id, third.id]
+    assert [e.id for e in store.escalations_for_ticket(TICKET, open_only=True)] == [other.id, third.id]
+    assert {e.id for e in store.escalations_in()} == {other.id, third.id}
+    assert store.escalations_in([EscalationState.DISMISSED])[0].reason == "duplicate of ENG-1"
+
+
+def test_the_database_itself_refuses_a_second_open_escalation(store):
+    record, _ = store.get_or_create_escalation(TICKET, "engineering")
+    second, _ = store.get_or_create_escalation(TicketRef.zendesk(99), "engineering")
+    with pytest.raises(IntegrityError), store.engine.begin() as connection:
+        connection.execute(
+            insert(EscalationTicket).values(
+                escalation_id=second.id,
+                ticket_source="zendesk",
+                ticket_id="42",
+                destination="engineering",
+                is_open=True,
+                role="related",
+                linked_at=record.created_at,
+            )
+        )
+
+
+def test_several_tickets_under_one_escalation(store):
+    record, _ = store.get_or_create_escalation(TICKET, "engineering")
+    other = TicketRef.zendesk(43)
+    with store.lock_escalation(record.id) as lock:
+        assert lock.link_ticket(other)
+        assert not lock.link_ticket(other)
+    assert store.open_escalation(other, "engineering").id == record.id
+    assert store.open_escalation(TICKET, "engineering").tickets == (TICKET, other)
+
+    elsewhere, _ = store.get_or_create_escalation(TicketRef.zendesk(44), "engineering")
+    with store.lock_escalation(elsewhere.id) as lock, pytest.raises(TicketAlreadyEscalated):
+        lock.link_ticket(other)
+    assert store.open_escalation(TicketRef.zendesk(44), "engineering").tickets == (TicketRef.zendesk(44),)
+
+    store.transition_escalation(record.id, EscalationState.DISMISSED)
+    assert store.open_escalation(other, "engineering") is None  # closing frees every linked ticket
+
+
+def test_concurrent_creators_make_one_escalation(store):
+    ids: list[int] = []
+    created: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def create() -> None:
+        barrier.wait()
+        record, is_new = store.get_or_create_escalation(TICKET, "engineering")
+        ids.append(record.id)
+        created.append(is_new)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(ids)) == 1
+    assert created.count(True) == 1
+
+
+def test_the_lock_makes_the_second_worker_see_the_first_ones_issue(store):
+    """Two jobs for one ticket: only one creates the Jira issue; the other waits and finds its key."""
+    issues_created: list[str] = []
+    seen: list[str | None] = []
+    barrier = threading.Barrier(2)
+
+    def job(name: str) -> None:
+        barrier.wait()
+        with store.lock_open_escalation(TICKET, "engineering", create=EscalationDraft()) as lock:
+            current = lock.record
+            seen.append(current.jira_key)
+            if current.jira_key is None:
+                time.sleep(0.3)  # the slow call to Jira, under the lock
+                issues_created.append(name)
+                lock.set_jira_key("ENG-1")
+                lock.transition(EscalationState.CREATED)
+                lock.record_action("jira", "create_issue", "ENG-1", detail={"ticket": TICKET.id})
+
+    threads = [threading.Thread(target=job, args=(f"job-{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(issues_created) == 1
+    assert sorted(seen, key=str) == ["ENG-1", None]
+    [action] = store.actions(target="jira")
+    assert (action.action, action.subject, action.detail) == ("create_issue", "ENG-1", {"ticket": "42"})
+
+
+def test_a_failed_block_changes_nothing(store):
+    record, _ = store.get_or_create_escalation(TICKET, "engineering")
+    with pytest.raises(RuntimeError), store.lock_escalation(record.id) as lock:
+        lock.set_jira_key("ENG-9")
+        lock.transition(EscalationState.CREATED)
+        lock.record_action("jira", "create_issue", "ENG-9")
+        raise RuntimeError("Jira answered 500 after the issue was created")
+    unchanged = store.open_escalation(TICKET, "engineering")
+    assert (unchanged.state, unchanged.jira_key) == (EscalationState.SUGGESTED, None)
+    assert store.actions() == []
+
+
+def test_lock_without_draft_finds_nothing(store):
+    with store.lock_open_escalation(TICKET, "engineering") as lock:
+        assert lock is None
+    with pytest.raises(KeyError), store.lock_escalation(12345):
+        pass
+
+
+# -- audit log -----------------------------------------------------------------------------------
+
+
+def test_actions_are_audited(store):
+    record, _ = store.get_or_create_escalation(TICKET, "engineering")
+    store.record_action(
+        "zendesk",
+        "add_internal_note",
+        "42",
+        escalation_id=record.id,
+        delivery_id="inv-1",
+        detail={"tags": ["escalated"]},
+    )
+    store.record_action("jira", "create_issue", "ENG-1", outcome="failed", error="PermanentError: 400")
+    newest, oldest = store.actions()
+    assert (newest.target, newest.outcome, newest.error) == ("jira", "failed", "PermanentError: 400")
+    assert (oldest.action, oldest.actor, oldest.detail) == (
+        "add_internal_note",
+        "worker",
+        {"tags": ["escalated"]},
+    )
+    assert [a.action for a in store.actions(escalation_id=record.id)] == ["add_internal_note"]
+    assert [a.action for a in store.actions(subject="ENG-1")] == ["create_issue"]
+    assert oldest.at.tzinfo is UTC

@@ -1,0 +1,226 @@
+"""`escalate jobs failed|requeue`, `escalate worker` and `escalate db upgrade|downgrade|current`.
+
+The main CLI calls ``register(subparsers)``; every command sets ``func``, called with the parsed
+arguments and returning the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Worker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from worker import queue as job_queue
+from worker.config import Settings
+from worker.store import Store, migrate
+
+
+def register(subparsers: Any) -> None:
+    jobs = subparsers.add_parser("jobs", help="inspect and re-queue background jobs (needs REDIS_URL)")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+
+    failed = jobs_commands.add_parser("failed", help="list failed jobs with the reason they failed")
+    failed.add_argument("--limit", type=int, default=100, help="show at most this many (newest first)")
+    failed.add_argument("--json", action="store_true", help="one JSON object per line")
+    failed.set_defaults(func=cmd_jobs_failed)
+
+    requeue = jobs_commands.add_parser("requeue", help="put failed jobs back on the queue")
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("job_ids", nargs="*", default=[], metavar="JOB_ID", help="a job id from `jobs failed`")
+    which.add_argument("--all", action="store_true", help="every failed job")
+    requeue.set_defaults(func=cmd_jobs_requeue)
+
+    worker = subparsers.add_parser("worker", help="run an RQ worker, with its scheduler, on the job queue")
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker.add_argument(
+        "--queue", action="append", metavar="NAME", help="queue to work (default: ESCALATE_QUEUE)"
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    db = subparsers.add_parser("db", help="database schema migrations")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser("upgrade", help="migrate the schema to the latest (or given) revision")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    downgrade = db_commands.add_parser(
+        "downgrade", help="migrate the schema back to REVISION ('base': empty)"
+    )
+    downgrade.add_argument("revision")
+    downgrade.set_defaults(func=cmd_db_downgrade)
+    current = db_commands.add_parser("current", help="show the schema's revision and the latest one")
+    current.set_defaults(func=cmd_db_current)
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+def _queue(settings: Settings) -> Queue | None:
+    if settings.redis_url is None:
+        print(
+            "REDIS_URL is not set: jobs run inline in the web process and there is no job queue.",
+            file=sys.stderr,
+        )
+        return None
+    return Queue(settings.queue_name, connection=job_queue.redis_connection(settings.redis_url))
+
+
+def failure_reason(job: Job) -> str:
+    """The reason our job recorded, else the last line of the traceback RQ kept."""
+    reason = job.meta.get("failure_reason") if isinstance(job.meta, dict) else None
+    if reason:
+        return str(reason)
+    trace = (job.exc_info or "").strip()
+    return trace.splitlines()[-1] if trace else "(no reason recorded)"
+
+
+def failed_jobs(queue: Queue, limit: int = 100) -> list[dict[str, Any]]:
+    registry = FailedJobRegistry(queue=queue)
+    ids = registry.get_job_ids(0, max(limit, 1) - 1, desc=True)
+    rows = []
+    for job_id, job in zip(ids, Job.fetch_many(ids, connection=queue.connection), strict=True):
+        if job is None:
+            continue
+        ended: datetime | None = job.ended_at
+        rows.append(
+            {
+                "id": job_id,
+                "func": job.func_name,
+                "failed_at": ended.isoformat(timespec="seconds") if ended else None,
+                "description": job.description,
+                "reason": failure_reason(job),
+            }
+        )
+    return rows
+
+
+def cmd_jobs_failed(args: argparse.Namespace) -> int:
+    queue = _queue(Settings.from_env())
+    if queue is None:
+        return 2
+    rows = failed_jobs(queue, args.limit)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    if not rows:
+        print("no failed jobs")
+        return 0
+    for row in rows:
+        print(f"{row['id']}  {row['failed_at'] or '-'}  {row['func']}")
+        print(f"    {row['description']}")
+        print(f"    reason: {row['reason']}")
+    return 0
+
+
+def requeue_jobs(queue: Queue, job_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Re-queue failed jobs with a fresh retry budget; returns (requeued, not found)."""
+    registry = FailedJobRegistry(queue=queue)
+    done, missing = [], []
+    for job_id in job_ids:
+        try:
+            job = Job.fetch(job_id, connection=queue.connection)
+        except NoSuchJobError:
+            missing.append(job_id)
+            continue
+        # A person re-queued it after fixing the cause: it gets the normal backoff and rate-limit
+        # budget again, and the old reason goes.
+        job.retries_left = len(job_queue.TRANSIENT_RETRY_INTERVALS)
+        job.number_of_retries = 0
+        if job.meta.pop("failure_reason", None) is not None:
+            job.save_meta()  # an emptied meta is not written by the requeue's save
+        try:
+            registry.requeue(job)
+        except InvalidJobOperation:
+            missing.append(job_id)
+            continue
+        done.append(job_id)
+    return done, missing
+
+
+def cmd_jobs_requeue(args: argparse.Namespace) -> int:
+    queue = _queue(Settings.from_env())
+    if queue is None:
+        return 2
+    ids = FailedJobRegistry(queue=queue).get_job_ids() if args.all else list(args.job_ids)
+    done, missing = requeue_jobs(queue, ids)
+    for job_id in done:
+        print(f"requeued {job_id}")
+    for job_id in missing:
+        print(f"not a failed job: {job_id}", file=sys.stderr)
+    if args.all and not ids:
+        print("no failed jobs")
+    return 1 if missing else 0
+
+
+# -- worker -------------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if settings.redis_url is None:
+        print(
+            "REDIS_URL is not set: jobs run inline in the web process; no worker is needed.", file=sys.stderr
+        )
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.auto_migrate:
+        # Before the worker forks its job processes, and with an engine that is gone before then.
+        store = Store.from_url(settings.database_url)
+        store.upgrade()
+        store.dispose()
+    # A plain connection: RQ sets the socket timeouts its blocking dequeue needs.
+    connection = Redis.from_url(settings.redis_url)
+    names = args.queue or [settings.queue_name]
+    worker = Worker([Queue(name, connection=connection) for name in names], connection=connection)
+    # The scheduler runs Retry intervals and rate-limit reschedules; without it they never fire.
+    worker.work(burst=args.burst, with_scheduler=True)
+    return 0
+
+
+# -- db -----------------------------------------------------------------------------------------
+
+
+def _store() -> Store:
+    return Store.from_url(Settings.from_env().database_url)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        store.upgrade(args.revision)
+        print(f"database at revision {migrate.current_revision(store.engine)}")
+    finally:
+        store.dispose()
+    return 0
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        migrate.downgrade(store.engine, args.revision)
+        print(f"database at revision {migrate.current_revision(store.engine) or 'base (empty)'}")
+    finally:
+        store.dispose()
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        current = migrate.current_revision(store.engine)
+    finally:
+        store.dispose()
+    head = migrate.head_revision()
+    print(f"current: {current or 'base (empty)'}")
+    print(f"latest:  {head}")
+    return 0 if current == head else 1

@@ -1,0 +1,175 @@
+"""Hand a ticket over: create the Jira issue for its escalation (or, for L2, reassign the group), link it
+both ways, and record it. Never two issues for one ticket and destination.
+
+Why it cannot create twice, even when a worker dies between creating the issue and recording it:
+
+1. Under the escalation's row lock, an *intent* (audit entry ``jira_create_started`` with the issue's
+   idempotency label) is committed before Jira is called. A second worker that arrives meanwhile sees the
+   intent and waits instead of creating.
+2. Jira is called outside the lock. The issue carries the idempotency label.
+3. Under the lock again, the key is recorded (``created``).
+
+A worker that finds an intent without a key searches Jira for the label. Found: it records that issue.
+Not found: Jira Cloud's search lags behind creation, so it only creates anew once the intent is older
+than ``INTENT_WINDOW_SECONDS``; before that it reschedules itself. A create that Jira definitely refused
+(an HTTP error answer, not a timeout) is marked failed at once, so its retry does not wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from connector import errors
+from connector.jira_connector import IssueRef
+from connector.render import render_adf, render_jira_wiki
+from rules.adapters.zendesk import case_from_bundle
+from rules.evaluate import package_for
+from rules.package_document import package_document
+from rules.ruleset import Destination
+from worker.jobs import JobContext
+from worker.runtime import Runtime, runtime_for
+from worker.store import (
+    ActionRecord,
+    EscalationDraft,
+    EscalationLock,
+    EscalationRecord,
+    EscalationState,
+    TicketRef,
+)
+
+log = logging.getLogger(__name__)
+
+INTENT_WINDOW_SECONDS = 300
+STARTED, FAILED, CREATED = "jira_create_started", "jira_create_failed", "jira_create_issue"
+
+
+class CreationInDoubt(errors.RateLimited):
+    """An earlier attempt may have created the issue and Jira's search may not show it yet: try later.
+
+    A RateLimited, so the job reschedules itself after ``retry_after`` instead of failing or sleeping.
+    """
+
+
+def idempotency_label(ref: TicketRef, destination: str, escalation_id: int) -> str:
+    return f"escalate-{ref.source}-{ref.id}-{destination}-{escalation_id}"
+
+
+def hand_off(ctx: JobContext, ref: TicketRef, destination: str, *, actor: str) -> EscalationRecord:
+    """Carry out the escalation of ``ref`` to ``destination``; safe to call any number of times."""
+    rt = runtime_for(ctx.settings)
+    target = rt.rules.destinations[Destination(destination)]
+    if target.jira is None:
+        return _assign_group(ctx, rt, ref, destination, actor)
+    escalation, label, issue = _claim(ctx, rt, ref, destination, actor)
+    if issue is None and escalation.jira_key is None:
+        issue = _create(ctx, rt, ref, escalation, label, actor)
+        escalation = _record(ctx, ref, destination, issue, actor)
+    elif issue is not None:
+        escalation = _record(ctx, ref, destination, issue, actor)
+    _link_both_ways(ctx, rt, ref, escalation)
+    return escalation
+
+
+def _claim(
+    ctx: JobContext, rt: Runtime, ref: TicketRef, destination: str, actor: str
+) -> tuple[EscalationRecord, str, IssueRef | None]:
+    """Under the row lock: the existing issue, one recovered from an earlier attempt, or a fresh intent."""
+    draft = EscalationDraft(reason=f"requested by {actor}")
+    with ctx.store.lock_open_escalation(ref, destination, create=draft) as lock:
+        assert lock is not None
+        escalation = lock.record
+        label = idempotency_label(ref, destination, escalation.id)
+        if escalation.jira_key:
+            return escalation, label, None
+        last = _last_attempt(lock)
+        if last is not None and last.action == STARTED:
+            found = rt.jira.find_issue_by_label(label)
+            if found is not None:
+                return escalation, label, found
+            age = (datetime.now(UTC) - last.at).total_seconds()
+            if age < INTENT_WINDOW_SECONDS:
+                raise CreationInDoubt(
+                    "jira",
+                    f"an earlier attempt to create the issue for escalation {escalation.id} is unconfirmed",
+                    retry_after=max(INTENT_WINDOW_SECONDS - age, 1.0),
+                )
+        lock.record_action("jira", STARTED, ref.id, actor=actor, detail={"label": label})
+        return escalation, label, None
+
+
+def _last_attempt(lock: EscalationLock) -> ActionRecord | None:
+    for action in lock.actions(target="jira"):
+        if action.action in (STARTED, FAILED, CREATED):
+            return action
+    return None
+
+
+def _create(
+    ctx: JobContext, rt: Runtime, ref: TicketRef, escalation: EscalationRecord, label: str, actor: str
+) -> IssueRef:
+    destination = escalation.destination
+    target = rt.rules.destinations[Destination(destination)].jira
+    assert target is not None
+    bundle = rt.zendesk.fetch_bundle(int(ref.id), history_days=int(rt.rules.thresholds.lookback_days))
+    package = package_for(case_from_bundle(bundle), Destination(destination), rt.rules, rt.matcher)
+    document = package_document(package)
+    severity = package["severity"]["level"]
+    try:
+        issue = rt.jira.create_issue(
+            project=target.project,
+            issue_type=target.issue_type,
+            summary=package["summary"],
+            description_adf=render_adf(document),
+            description_wiki=render_jira_wiki(document),
+            labels=[*target.labels, f"zendesk-{ref.id}", f"severity-{severity}"],
+            security_level=target.security_level,
+            idempotency_label=label,
+            priority=target.priority_by_severity.get(severity),
+        )
+    except errors.ConnectorError as exc:
+        if exc.status is not None:  # Jira answered: nothing was created
+            ctx.store.record_action("jira", FAILED, ref.id, outcome="failed", actor=actor,
+                                    escalation_id=escalation.id, error=str(exc))
+        raise
+    log.info("created %s for %s ticket %s (%s)", issue.key, ref.source, ref.id, destination)
+    return issue
+
+
+def _record(ctx: JobContext, ref: TicketRef, destination: str, issue: IssueRef, actor: str) -> EscalationRecord:
+    with ctx.store.lock_open_escalation(ref, destination) as lock:
+        if lock is None:  # dismissed meanwhile; the issue exists all the same, so say where it is
+            raise errors.PermanentError("jira", f"escalation closed while {issue.key} was being created")
+        if lock.record.jira_key is None:
+            lock.set_jira_key(issue.key)
+            lock.record_action("jira", CREATED, ref.id, actor=actor, detail={"key": issue.key, "url": issue.url})
+        lock.transition(EscalationState.CREATED)
+        return lock.record
+
+
+def _link_both_ways(ctx: JobContext, rt: Runtime, ref: TicketRef, escalation: EscalationRecord) -> None:
+    """The remote link on the issue and the key on the ticket: both upserts, so a retry repeats nothing."""
+    key = escalation.jira_key
+    assert key is not None
+    ticket = rt.zendesk.get_ticket(int(ref.id))
+    url = rt.zendesk.ticket_url(int(ref.id))
+    rt.jira.upsert_remote_link(
+        key, ticket_url=url, ticket_id=ref.id, title=f"Zendesk #{ref.id}: {ticket.get('subject') or ''}".strip()
+    )
+    if rt.zendesk.record_jira_link(int(ref.id), key, rt.jira.browse_url(key)):
+        ctx.store.record_action("zendesk", "record_jira_link", ref.id, escalation_id=escalation.id,
+                                detail={"key": key})
+
+
+def _assign_group(ctx: JobContext, rt: Runtime, ref: TicketRef, destination: str, actor: str) -> EscalationRecord:
+    target = rt.rules.destinations[Destination(destination)].zendesk
+    group = target.group_id if target else None
+    with ctx.store.lock_open_escalation(ref, destination, create=EscalationDraft(reason=f"by {actor}")) as lock:
+        assert lock is not None
+        if lock.record.state is EscalationState.SUGGESTED:
+            if group is None:
+                raise errors.PermanentError("zendesk", f"no Zendesk group configured for {destination}")
+            rt.zendesk.assign_group(int(ref.id), int(group))
+            lock.record_action("zendesk", "assign_group", ref.id, actor=actor, detail={"group_id": group})
+            lock.transition(EscalationState.CREATED)
+        return lock.record

@@ -1,0 +1,171 @@
+"""The job: one inbound event, run through the pipeline once, whatever RQ or Zendesk repeat.
+
+``execute`` is the body shared by RQ and the inline queue: the delivery ledger in the store makes it
+idempotent (RQ delivers at least once; a redelivery may arrive after the intake's dedupe mark
+expired), and connector errors are sorted into the three ways a job can end badly:
+
+- ``connector.errors.RateLimited``: wait for its ``retry_after`` (a reschedule, never a sleep);
+- ``AuthError`` / ``NotFoundError`` / ``PermanentError``: fail now, with the reason, no retries;
+- anything else, ``TransientError`` included: raise, and the queue retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rq import Retry, get_current_job
+from rq.job import Job
+
+from connector import errors
+from connector.http.events import InboundEvent
+from worker.config import Settings
+from worker.queue import InlineQueue, RedisQueue
+from worker.store import DeliveryStatus, Store
+
+log = logging.getLogger(__name__)
+
+# A rate limit that lasts longer than this many reschedules is an outage: fail and let a person see it.
+MAX_RATE_LIMIT_RESCHEDULES = 20
+MIN_RESCHEDULE_SECONDS = 1
+
+
+@dataclass
+class JobContext:
+    """What the pipeline gets besides the event: settings, the store, and the queue for more work."""
+
+    settings: Settings
+    store: Store
+    queue: RedisQueue | InlineQueue
+    pid: int = field(default_factory=os.getpid)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "processed" | "skipped" | "rate_limited"
+    retry_after: float | None = None
+    result: Any = None
+
+    def as_result(self) -> dict[str, Any]:
+        return {"status": self.status, "result": self.result}
+
+
+class PermanentFailure(Exception):
+    """The job cannot succeed by retrying; ``reason`` is what `escalate jobs failed` shows."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def classify(exc: BaseException) -> str:
+    """'rate_limited', 'permanent' or 'transient' for an exception raised by the pipeline.
+
+    Connector errors say which they are by type (connector/errors.py); anything else (a dropped
+    connection below the connector, a database hiccup, a bug) is retried with backoff and ends in
+    the failed registry with its traceback if it keeps failing.
+    """
+    if isinstance(exc, errors.RateLimited):
+        return "rate_limited"
+    if isinstance(exc, errors.ConnectorError) and not exc.retryable:
+        return "permanent"  # AuthError, NotFoundError, PermanentError
+    return "transient"
+
+
+def execute(event: Mapping[str, Any], ctx: JobContext) -> Outcome:
+    try:
+        inbound = InboundEvent.from_dict(event)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PermanentFailure(f"malformed event: {describe(exc)}") from exc
+    source, delivery = inbound.source.value, inbound.delivery_id
+    if not ctx.store.start_delivery(source, delivery, kind=inbound.kind.value, subject=inbound.subject):
+        log.info("%s delivery %s already processed; skipping", source, delivery)
+        return Outcome("skipped")
+    try:
+        # Imported here: the pipeline pulls in the rules and the connectors, which the receiver and
+        # these jobs' own tests do not need.
+        from worker.pipeline import handle_event
+
+        result = handle_event(dict(event), ctx)
+    except Exception as exc:
+        kind = classify(exc)
+        if kind == "rate_limited":
+            delay = max(float(getattr(exc, "retry_after", 0) or 0), MIN_RESCHEDULE_SECONDS)
+            ctx.store.finish_delivery(
+                source, delivery, DeliveryStatus.RECEIVED, error=f"rate limited; retry after {delay:g}s"
+            )
+            return Outcome("rate_limited", retry_after=delay)
+        reason = describe(exc)
+        ctx.store.finish_delivery(source, delivery, DeliveryStatus.FAILED, error=reason)
+        if kind == "permanent":
+            raise PermanentFailure(reason) from exc
+        raise
+    ctx.store.finish_delivery(source, delivery, DeliveryStatus.PROCESSED)
+    return Outcome("processed", result=result if _plain(result) else repr(result))
+
+
+def process_event(event: dict[str, Any]) -> dict[str, Any] | Retry:
+    """The RQ job (``worker.jobs.process_event``), enqueued by the intake with RQ's Retry for
+    transient errors."""
+    job = get_current_job()
+    try:
+        outcome = execute(event, worker_context())
+    except PermanentFailure as exc:
+        if job is not None:
+            # No retries left: RQ puts the job straight into the failed registry with this traceback.
+            job.retries_left = 0
+            _note(job, exc.reason)
+        raise
+    except Exception as exc:
+        if job is not None:
+            _note(job, describe(exc))
+        raise
+    if outcome.retry_after is not None:
+        seconds = max(math.ceil(outcome.retry_after), MIN_RESCHEDULE_SECONDS)
+        if job is not None:
+            count = (job.number_of_retries or 0) + 1
+            _note(job, f"rate limited {count} time(s); last retry-after {seconds}s")
+        # RQ 3 re-schedules a job that returns a Retry (same job id, via the scheduler), and fails
+        # it once `max` is reached: the rate-limit wait without a sleep and without a second job.
+        return Retry(max=MAX_RATE_LIMIT_RESCHEDULES, interval=seconds)
+    return outcome.as_result()
+
+
+_context: JobContext | None = None
+
+
+def worker_context() -> JobContext:
+    """The context of this worker process, built on first use (after RQ's fork, never before it:
+    database connections must not be shared across processes)."""
+    global _context
+    if _context is None or _context.pid != os.getpid():
+        settings = Settings.from_env()
+        if settings.redis_url is None:
+            raise PermanentFailure("REDIS_URL is not set in the worker's environment")
+        _context = JobContext(
+            settings=settings,
+            store=Store.from_url(settings.database_url),
+            queue=RedisQueue.from_url(settings.redis_url, settings.queue_name),
+        )
+    return _context
+
+
+def _note(job: Job, reason: str) -> None:
+    job.meta["failure_reason"] = reason[:2000]
+    try:
+        job.save_meta()
+    except Exception:  # the note is for people; losing it must not change the job's outcome
+        log.warning("could not save the failure reason of job %s", job.id, exc_info=True)
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | list | dict)

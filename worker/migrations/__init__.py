@@ -1,0 +1,1 @@
+"""Alembic migrations of the Store's schema (env.py, versions/). Run through worker.store.migrate."""

@@ -1,0 +1,67 @@
+"""What a job needs besides its event, built once per process: the ruleset, the symptom matcher and the
+two connectors. Secrets come from the settings (the environment), never from files; a connector whose
+settings are missing raises the connectors' ``ConfigError`` when first used."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+from connector.jira_client import JiraConfig
+from connector.jira_connector import JiraConnector
+from connector.zendesk_client import ZendeskConfig
+from connector.zendesk_connector import ZendeskConnector
+from rules.evaluate import matcher_for
+from rules.ruleset import Ruleset, load_ruleset
+from rules.similarity import SymptomMatcher
+from worker.config import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def rules(self) -> Ruleset:
+        return load_ruleset(self.settings.rules_path)
+
+    @cached_property
+    def matcher(self) -> SymptomMatcher:
+        return matcher_for(self.rules)
+
+    @cached_property
+    def zendesk(self) -> ZendeskConnector:
+        return ZendeskConnector(ZendeskConfig.from_env(self._environment()))
+
+    @cached_property
+    def jira(self) -> JiraConnector:
+        return JiraConnector(JiraConfig.from_env(self._environment()))
+
+    def _environment(self) -> dict[str, str]:
+        """The process environment with the settings' values on top (the settings may be explicit, as in
+        tests and the demo); optional knobs such as JIRA_DEPLOYMENT still come from the environment."""
+        s = self.settings
+        chosen = {
+            "ZENDESK_URL": s.zendesk_url,
+            "ZENDESK_EMAIL": s.zendesk_email,
+            "ZENDESK_API_TOKEN": s.zendesk_api_token,
+            "JIRA_URL": s.jira_url,
+            "JIRA_EMAIL": s.jira_email,
+            "JIRA_API_TOKEN": s.jira_api_token,
+        }
+        return {**os.environ, **{k: v for k, v in chosen.items() if v}}
+
+
+_runtimes: dict[int, Runtime] = {}
+_lock = threading.Lock()
+
+
+def runtime_for(settings: Settings) -> Runtime:
+    """One runtime per settings object: the model and the HTTP sessions are reused across jobs."""
+    with _lock:
+        runtime = _runtimes.get(id(settings))
+        if runtime is None or runtime.settings is not settings:
+            runtime = _runtimes[id(settings)] = Runtime(settings)
+        return runtime

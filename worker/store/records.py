@@ -1,0 +1,159 @@
+"""What the Store hands out: frozen snapshots, never live ORM objects bound to a closed session."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from worker.store.lifecycle import DeliveryStatus, EscalationState
+from worker.store.models import Assessment, AuditEntry, Delivery, Escalation
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """A helpdesk ticket: the helpdesk (``zendesk``) and its id there, kept as text."""
+
+    source: str
+    id: str
+
+    @classmethod
+    def of(cls, source: str, ticket_id: int | str) -> TicketRef:
+        text = str(ticket_id).strip()
+        if not source or not text:
+            raise ValueError("a ticket needs a source and an id")
+        return cls(source, text)
+
+    @classmethod
+    def zendesk(cls, ticket_id: int | str) -> TicketRef:
+        return cls.of("zendesk", ticket_id)
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    id: int
+    source: str
+    delivery_id: str
+    kind: str
+    subject: str
+    status: DeliveryStatus
+    attempts: int
+    error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Delivery) -> DeliveryRecord:
+        return cls(
+            row.id,
+            row.source,
+            row.delivery_id,
+            row.kind,
+            row.subject,
+            DeliveryStatus(row.status),
+            row.attempts,
+            row.error,
+            row.received_at,
+            row.processed_at,
+        )
+
+
+@dataclass(frozen=True)
+class AssessmentRecord:
+    id: int
+    ticket: TicketRef
+    assessed_at: datetime
+    escalate: bool
+    destination: str | None
+    severity: str | None
+    decision: Mapping[str, Any]
+    trace: Any
+    ruleset_version: str
+    matcher: str | None
+
+    @classmethod
+    def of(cls, row: Assessment) -> AssessmentRecord:
+        return cls(
+            row.id,
+            TicketRef(row.ticket_source, row.ticket_id),
+            row.assessed_at,
+            row.escalate,
+            row.destination,
+            row.severity,
+            row.decision,
+            row.trace,
+            row.ruleset_version,
+            row.matcher,
+        )
+
+
+@dataclass(frozen=True)
+class EscalationRecord:
+    id: int
+    destination: str
+    state: EscalationState
+    severity: str | None
+    jira_key: str | None
+    assessment_id: int | None
+    reason: str | None
+    tickets: tuple[TicketRef, ...]
+    created_at: datetime
+    updated_at: datetime
+    state_changed_at: datetime
+
+    @property
+    def ticket(self) -> TicketRef:
+        """The ticket the escalation started from."""
+        return self.tickets[0]
+
+    @property
+    def is_open(self) -> bool:
+        return self.state not in (EscalationState.CLOSED, EscalationState.DISMISSED)
+
+    @classmethod
+    def of(cls, row: Escalation) -> EscalationRecord:
+        return cls(
+            row.id,
+            row.destination,
+            EscalationState(row.state),
+            row.severity,
+            row.jira_key,
+            row.assessment_id,
+            row.reason,
+            tuple(TicketRef(t.ticket_source, t.ticket_id) for t in row.tickets),
+            row.created_at,
+            row.updated_at,
+            row.state_changed_at,
+        )
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    id: int
+    at: datetime
+    target: str
+    action: str
+    subject: str
+    outcome: str
+    actor: str
+    escalation_id: int | None
+    delivery_id: str | None
+    detail: Mapping[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def of(cls, row: AuditEntry) -> ActionRecord:
+        return cls(
+            row.id,
+            row.at,
+            row.target,
+            row.action,
+            row.subject,
+            row.outcome,
+            row.actor,
+            row.escalation_id,
+            row.delivery_id,
+            row.detail,
+            row.error,
+        )

@@ -1,0 +1,251 @@
+"""The Store: every read and write of our own state goes through its verbs.
+
+One short transaction per verb; callers never see a session. The escalation verbs live in
+``escalations.py`` and are mixed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.store import migrate
+from worker.store.engine import immediate, make_engine
+from worker.store.escalations import EscalationVerbs
+from worker.store.lifecycle import DeliveryStatus
+from worker.store.models import Assessment, AuditEntry, Delivery, utcnow
+from worker.store.records import ActionRecord, AssessmentRecord, DeliveryRecord, TicketRef
+
+
+class Store(EscalationVerbs):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, **engine_kwargs: Any) -> Store:
+        return cls(make_engine(url, **engine_kwargs))
+
+    @contextmanager
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction. ``write``: it will write, so on SQLite it takes the write lock up front.
+
+        A deferred SQLite transaction that reads and then writes fails at once ("database is
+        locked") when another connection committed in between; taking the lock first makes it wait
+        its turn instead (busy timeout). PostgreSQL is unaffected.
+        """
+        with immediate() if write else nullcontext(), self._sessions.begin() as session:
+            yield session
+
+    # -- the database itself ------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (alembic, worker/migrations/)."""
+        migrate.upgrade(self.engine, revision)
+
+    def ping(self) -> None:
+        """Raises when the database cannot answer: for /readyz."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- deliveries ---------------------------------------------------------------------------
+
+    def record_delivery(
+        self,
+        source: str,
+        delivery_id: str,
+        *,
+        kind: str,
+        subject: str,
+        status: DeliveryStatus = DeliveryStatus.RECEIVED,
+    ) -> bool:
+        """Record a delivery; False when it was already recorded (the unique constraint decides)."""
+        try:
+            with self._session(write=True) as session:
+                session.add(
+                    Delivery(
+                        source=source,
+                        delivery_id=delivery_id,
+                        kind=kind,
+                        subject=subject,
+                        status=status,
+                        attempts=0,
+                    )
+                )
+        except IntegrityError:
+            if self.get_delivery(source, delivery_id) is None:
+                raise
+            return False
+        return True
+
+    def start_delivery(self, source: str, delivery_id: str, *, kind: str, subject: str) -> bool:
+        """Mark a delivery as being processed, recording it if needed; False when already processed.
+
+        This is what makes a job idempotent across RQ's at-least-once execution and redeliveries
+        that arrive after the intake's dedupe mark expired.
+        """
+        with self._session(write=True) as session:
+            row = _delivery(session, source, delivery_id, lock=True)
+            if row is None:
+                row = Delivery(
+                    source=source,
+                    delivery_id=delivery_id,
+                    kind=kind,
+                    subject=subject,
+                    status=DeliveryStatus.PROCESSING,
+                    attempts=0,
+                )
+                try:
+                    with session.begin_nested():
+                        session.add(row)
+                        session.flush()
+                except IntegrityError:
+                    row = _delivery(session, source, delivery_id, lock=True)
+                    if row is None:
+                        raise
+            if row.status == DeliveryStatus.PROCESSED:
+                return False
+            row.status = DeliveryStatus.PROCESSING
+            row.attempts = (row.attempts or 0) + 1
+            row.error = None
+        return True
+
+    def finish_delivery(
+        self, source: str, delivery_id: str, status: DeliveryStatus, *, error: str | None = None
+    ) -> None:
+        with self._session(write=True) as session:
+            row = _delivery(session, source, delivery_id, lock=False)
+            if row is None:
+                return
+            row.status = DeliveryStatus(status)
+            row.error = error
+            if row.status is DeliveryStatus.PROCESSED:
+                row.processed_at = utcnow()
+
+    def forget_delivery(self, source: str, delivery_id: str) -> None:
+        """Remove a delivery that was recorded but could not be queued, so the sender's retry counts."""
+        with self._session(write=True) as session:
+            row = _delivery(session, source, delivery_id, lock=False)
+            if row is not None:
+                session.delete(row)
+
+    def get_delivery(self, source: str, delivery_id: str) -> DeliveryRecord | None:
+        with self._session() as session:
+            row = _delivery(session, source, delivery_id, lock=False)
+            return DeliveryRecord.of(row) if row is not None else None
+
+    # -- assessments --------------------------------------------------------------------------
+
+    def record_assessment(
+        self,
+        ticket: TicketRef,
+        decision: Mapping[str, Any],
+        *,
+        ruleset_version: str,
+        matcher: str | None = None,
+        trace: Any = None,
+        delivery: tuple[str, str] | None = None,
+    ) -> AssessmentRecord:
+        """Keep one evaluation of a ticket. ``decision`` is the Decision JSON (DESIGN.md); the columns
+        copied out of it are there for queries, the JSON stays the truth."""
+        with self._session(write=True) as session:
+            delivery_ref = None
+            if delivery is not None:
+                found = _delivery(session, delivery[0], delivery[1], lock=False)
+                delivery_ref = found.id if found is not None else None
+            row = Assessment(
+                ticket_source=ticket.source,
+                ticket_id=ticket.id,
+                escalate=bool(decision.get("escalate")),
+                destination=decision.get("destination"),
+                severity=decision.get("severity"),
+                decision=dict(decision),
+                trace=trace,
+                ruleset_version=ruleset_version,
+                matcher=matcher,
+                delivery_ref=delivery_ref,
+            )
+            session.add(row)
+            session.flush()
+            return AssessmentRecord.of(row)
+
+    def latest_assessment(self, ticket: TicketRef) -> AssessmentRecord | None:
+        found = self.assessments(ticket, limit=1)
+        return found[0] if found else None
+
+    def assessments(self, ticket: TicketRef, *, limit: int = 20) -> list[AssessmentRecord]:
+        """The ticket's assessments, newest first."""
+        with self._session() as session:
+            query = (
+                select(Assessment)
+                .where(Assessment.ticket_source == ticket.source, Assessment.ticket_id == ticket.id)
+                .order_by(Assessment.assessed_at.desc(), Assessment.id.desc())
+                .limit(limit)
+            )
+            return [AssessmentRecord.of(row) for row in session.scalars(query)]
+
+    # -- audit log ----------------------------------------------------------------------------
+
+    def record_action(
+        self,
+        target: str,
+        action: str,
+        subject: str,
+        *,
+        outcome: str = "ok",
+        actor: str = "worker",
+        escalation_id: int | None = None,
+        delivery_id: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> ActionRecord:
+        """Audit one action on Zendesk or Jira (``target``), e.g. ``add_internal_note`` on ticket 42."""
+        with self._session(write=True) as session:
+            row = AuditEntry(
+                target=target,
+                action=action,
+                subject=subject,
+                outcome=outcome,
+                actor=actor,
+                escalation_id=escalation_id,
+                delivery_id=delivery_id,
+                detail=dict(detail) if detail is not None else None,
+                error=error,
+            )
+            session.add(row)
+            session.flush()
+            return ActionRecord.of(row)
+
+    def actions(
+        self,
+        *,
+        target: str | None = None,
+        subject: str | None = None,
+        escalation_id: int | None = None,
+        limit: int = 100,
+    ) -> list[ActionRecord]:
+        """Audited actions, newest first, optionally narrowed to a target, subject or escalation."""
+        with self._session() as session:
+            query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+            if target is not None:
+                query = query.where(AuditEntry.target == target)
+            if subject is not None:
+                query = query.where(AuditEntry.subject == subject)
+            if escalation_id is not None:
+                query = query.where(AuditEntry.escalation_id == escalation_id)
+            return [ActionRecord.of(row) for row in session.scalars(query)]
+
+
+def _delivery(session: Session, source: str, delivery_id: str, *, lock: bool) -> Delivery | None:
+    query = select(Delivery).where(Delivery.source == source, Delivery.delivery_id == delivery_id)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
