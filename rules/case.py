@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -108,9 +109,9 @@ class Ticket:
     # Where an agent opens the ticket; None when the helpdesk did not say.
     url: str | None = None
 
-    @property
+    @cached_property
     def text(self) -> str:
-        """Subject and description: what the symptom matcher compares."""
+        """Subject and description: what the symptom matcher compares (built once per ticket)."""
         return f"{self.subject}\n{self.description}".strip()
 
     @property

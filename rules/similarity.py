@@ -50,6 +50,8 @@ DEFAULT_LEXICAL_THRESHOLD = 0.43
 
 # Room for the embeddings of a 10,000-ticket history several times over: 50,000 x 384 float32 is ~77 MB.
 DEFAULT_CACHE_SIZE = 50_000
+# Candidate lists kept as matrices: one per history a worker judges against, a few for overlap.
+MATRIX_CACHE_SIZE = 4
 # The subject is the most informative part; the opening of the description says what happens. The model
 # truncates at 256 word pieces anyway, and the tail of a long description is mostly logs and pleasantries.
 MAX_SUBJECT_CHARS = 200
@@ -321,6 +323,8 @@ class SemanticMatcher(MatcherBase):
         self.cache: LruCache[str, np.ndarray] = (
             _shared_cache() if cache_size is None else LruCache(cache_size)
         )
+        self._raw: LruCache[str, np.ndarray] = LruCache(cache_size or DEFAULT_CACHE_SIZE)
+        self._matrices: LruCache[tuple[str, ...], np.ndarray] = LruCache(MATRIX_CACHE_SIZE)
 
     @staticmethod
     def load() -> None:
@@ -329,11 +333,27 @@ class SemanticMatcher(MatcherBase):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors, one row per text; a text with no content is the zero vector."""
-        prepared = [prepare(text) for text in texts]
-        rows = _cached_batch(prepared, self.cache, self._embed_new)
+        # Keyed by the raw text first: preparing (cleaning) a text costs more than the lookup, and a
+        # history is looked up again for every new ticket.
+        rows = _cached_batch(list(texts), self._raw, self._embed_raw)
         if not rows:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         return np.vstack(rows)
+
+    def _embed_raw(self, texts: list[str]) -> list[np.ndarray]:
+        return _cached_batch([prepare(text) for text in texts], self.cache, self._embed_new)
+
+    def _vectors(self, query: str, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The query's vector and the candidates' matrix. The matrix is reused while the candidate list
+        stays the same (the worker judges ticket after ticket against one history); when it must be
+        built, the query rides in the same model call."""
+        key = tuple(candidates)
+        matrix = self._matrices.get(key)
+        if matrix is not None:
+            return self.embed([query])[0], matrix
+        vectors = self.embed([query, *key])
+        self._matrices.put(key, vectors[1:])
+        return vectors[0], vectors[1:]
 
     def _embed_new(self, texts: list[str]) -> list[np.ndarray]:
         vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
@@ -359,8 +379,8 @@ class SemanticMatcher(MatcherBase):
     def scores(self, query: str, candidates: Sequence[str]) -> np.ndarray:
         if not candidates:
             return np.zeros(0, dtype=np.float32)
-        vectors = self.embed([query, *candidates])
-        return np.clip(vectors[1:] @ vectors[0], -1.0, 1.0)
+        query_vector, matrix = self._vectors(query, candidates)
+        return np.clip(matrix @ query_vector, -1.0, 1.0)
 
 
 # --- lexical -------------------------------------------------------------------------------------------
@@ -508,20 +528,45 @@ class LexicalMatcher(MatcherBase):
     def __init__(self, threshold: float = DEFAULT_LEXICAL_THRESHOLD, *, cache_size: int = DEFAULT_CACHE_SIZE):
         self.threshold = threshold
         self.cache: LruCache[str, dict[str, float]] = LruCache(cache_size)
+        self._indexes: LruCache[tuple[str, ...], _Postings] = LruCache(MATRIX_CACHE_SIZE)
 
     def vectors(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """Unit-length sparse term vectors, one per text; a text with no content is the empty vector."""
-        prepared = [prepare(text) for text in texts]
-        return _cached_batch(prepared, self.cache, lambda new: [_term_vector(text) for text in new])
+        # Keyed by the raw text: preparing a text costs more than looking it up.
+        return _cached_batch(list(texts), self.cache, lambda new: [_term_vector(prepare(t)) for t in new])
 
     def scores(self, query: str, candidates: Sequence[str]) -> np.ndarray:
-        vectors = self.vectors([query, *candidates])
-        q = vectors[0]
         result = np.zeros(len(candidates), dtype=np.float32)
-        for i, c in enumerate(vectors[1:]):
-            small, large = (q, c) if len(q) <= len(c) else (c, q)
-            result[i] = sum(w * large.get(term, 0.0) for term, w in small.items())
+        if not candidates:
+            return result
+        postings = self._postings(candidates)
+        for term, weight in self.vectors([query])[0].items():
+            found = postings.get(term)
+            if found is not None:
+                result[found[0]] += weight * found[1]
         return np.clip(result, -1.0, 1.0)
+
+    def _postings(self, candidates: Sequence[str]) -> _Postings:
+        """An inverted index of the candidates, reused while the candidate list stays the same: scoring a
+        ticket then costs its own terms' postings, not a pass over every candidate."""
+        key = tuple(candidates)
+        postings = self._indexes.get(key)
+        if postings is None:
+            lists: dict[str, tuple[list[int], list[float]]] = {}
+            for i, vector in enumerate(self.vectors(key)):
+                for term, weight in vector.items():
+                    at, weights = lists.setdefault(term, ([], []))
+                    at.append(i)
+                    weights.append(weight)
+            postings = {
+                term: (np.asarray(at, dtype=np.intp), np.asarray(w, dtype=np.float32))
+                for term, (at, w) in lists.items()
+            }
+            self._indexes.put(key, postings)
+        return postings
+
+
+_Postings = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 # --- choosing one --------------------------------------------------------------------------------------
