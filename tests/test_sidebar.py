@@ -436,6 +436,35 @@ def test_the_panel_orders_the_destinations_suggestion_first():
     assert len(panel.choices) == 5 and panel.can_create and panel.can_dismiss
 
 
+def test_a_hand_over_without_an_issue_counts_as_done():
+    """support_l2 is a Zendesk group: the escalation is under way with no Jira key."""
+    decision = example_decision("outage")
+    decision.update(destination="support_l2", also_notify=[])
+    escalation = {
+        "id": 1,
+        "destination": "support_l2",
+        "state": "created",
+        "jira_key": None,
+        "jira_url": None,
+        "jira_status": None,
+        "state_changed_at": "2026-11-20T14:00:00Z",
+    }
+    panel = build_panel(
+        "4101", {"decision": decision, "escalations": [escalation]}, datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+    )
+    assert [(x.destination_label, x.jira_status, x.last_moved) for x in panel.linked] == [
+        ("Support L2", "Created", "1 h ago (20 Nov 14:00 UTC)")
+    ]
+    assert not panel.can_create and not panel.can_dismiss
+    assert "support_l2" not in dict(panel.choices)
+
+
+def test_a_suggestion_waiting_for_a_click_is_not_a_hand_over():
+    suggested = {"id": 1, "destination": "engineering", "state": "suggested", "jira_key": None}
+    panel = build_panel("4101", {"decision": example_decision("outage"), "escalations": [suggested]})
+    assert panel.linked == () and panel.can_create and panel.can_dismiss
+
+
 def test_impact_says_unknown_rather_than_guessing():
     now = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
     rows = impact_rows({}, now)

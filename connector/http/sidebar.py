@@ -69,7 +69,7 @@ def auth_config() -> SidebarAuthConfig:
         environ = dict(os.environ)
         settings = getattr(current_app.extensions.get(EXTENSION_KEY), "settings", None)
         if not environ.get("ZENDESK_URL") and getattr(settings, "zendesk_url", None):
-            environ["ZENDESK_URL"] = settings.zendesk_url  # type: ignore[union-attr]
+            environ["ZENDESK_URL"] = str(settings.zendesk_url)
         config = SidebarAuthConfig.from_env(environ)
         current_app.extensions[CONFIG_KEY] = config
         if config.problems():

@@ -118,11 +118,12 @@ def build_panel(ticket_id: str, view: Mapping[str, Any], now: datetime | None = 
     destination = _text(decision.get("destination")) or None
     severity = _text(decision.get("severity")) or None
     package = decision.get("package") if isinstance(decision.get("package"), Mapping) else None
-    linked = tuple(_linked(e, now) for e in escalations if e.get("jira_key"))
+    # Handed over: an issue exists, or (support_l2, a Zendesk group) the escalation is under way.
+    linked = tuple(_linked(e, now) for e in escalations if e.get("jira_key") or e.get("state") in OPEN_STATES)
     dismissed = tuple(
         label(DESTINATIONS, _text(e.get("destination"))) for e in escalations if e.get("state") == "dismissed"
     )
-    handled = {x.destination for x in linked if x.state in OPEN_STATES or x.jira_key}
+    handled = {x.destination for x in linked}
     declined = {_text(e.get("destination")) for e in escalations if e.get("state") == "dismissed"}
     also = tuple(_text(d) for d in decision.get("also_notify") or [] if _text(d))
     suggestion_open = bool(decision.get("escalate")) and destination is not None
@@ -196,7 +197,7 @@ def _linked(e: Mapping[str, Any], now: datetime) -> Linked:
         state=humanize(_text(e.get("state"))),
         jira_key=_text(e.get("jira_key")) or None,
         jira_url=url if url and _http_url(url) else None,
-        jira_status=_text(e.get("jira_status")) or UNKNOWN,
+        jira_status=_text(e.get("jira_status")) or humanize(_text(e.get("state"))) or UNKNOWN,
         last_moved=when(moved, now) if moved else UNKNOWN,
         last_moved_iso=moved or None,
     )
