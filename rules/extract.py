@@ -22,6 +22,7 @@ _ENV_KEYS = (
     "region|feature flags?|deployment|database|integration"
 )
 _ENVIRONMENT = re.compile(rf"^\s*({_ENV_KEYS})\s*[:=]\s*(.+)$", re.IGNORECASE)
+_ENV_LABELS = {"os": "OS", "operating system": "OS", "app version": "App version", "feature flags": "Feature flags"}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _QUOTED_REPLY = re.compile(r"^\s*(>|On .+ wrote:\s*$)", re.IGNORECASE)
 
@@ -81,7 +82,7 @@ def environment(text: str) -> list[tuple[str, str]]:
         m = _ENVIRONMENT.match(line)
         if m and m.group(1).lower() not in found:
             found[m.group(1).lower()] = m.group(2).strip()
-    return [(k.capitalize() if k.islower() else k, v) for k, v in found.items()]
+    return [(_ENV_LABELS.get(k, k.capitalize()), v) for k, v in found.items()]
 
 
 def reproduction(texts: list[str]) -> Reproduction:
@@ -98,14 +99,30 @@ def reproduction(texts: list[str]) -> Reproduction:
     return Reproduction(tuple(found_steps), expected, observed, tuple(env.items()))
 
 
+_PLEASANTRY = re.compile(
+    r"^(hi|hello|hey|dear|thanks|thank you|many thanks|sorry|apologies|good (morning|afternoon|evening))\b",
+    re.IGNORECASE,
+)
+
+
 def gist(text: str, limit: int = 200) -> str:
-    """The first sentence or line of a comment, trimmed for a list item."""
-    for line in _lines(text):
-        line = line.strip()
-        if line and not re.match(r"^(hi|hello|hey|dear)\b[^.!?]*[,!]?$", line, re.IGNORECASE):
-            sentence = _SENTENCE_END.split(line, maxsplit=1)[0]
-            return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
-    return ""
+    """The first sentence that says something (greetings and thanks skipped), trimmed for a list item."""
+    parts = _sentence_list(text)
+    sentence = next((p for p in parts if not _PLEASANTRY.match(p) or len(p) > 80), parts[0] if parts else "")
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
+
+
+def rest(text: str, after: str, limit: int = 200) -> str:
+    """What a comment says after its gist: the outcome an agent wrote down with the action."""
+    parts = _sentence_list(text)
+    tail = parts[parts.index(after) + 1 :] if after in parts else []
+    sentence = " ".join(tail[:2])
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
+
+
+def _sentence_list(text: str) -> list[str]:
+    flat = " ".join(line.strip() for line in _lines(text) if line.strip())
+    return [p for p in _SENTENCE_END.split(flat) if p]
 
 
 def sentences(text: str, count: int) -> str:

@@ -281,7 +281,7 @@ def actions_taken(f: Facts, clean: Redactor) -> list[dict[str, Any]]:
         actions.append(
             {
                 "what": what,
-                "outcome": _outcome(f, c, comments[i + 1 :], clean),
+                "outcome": _outcome(f, c, comments[i + 1 :], clean, what),
                 "public": c.public,
                 "at": iso(c.created_at),
             }
@@ -289,11 +289,14 @@ def actions_taken(f: Facts, clean: Redactor) -> list[dict[str, Any]]:
     return actions[-10:]
 
 
-def _outcome(f: Facts, comment: Comment, after: list[Comment], clean: Redactor) -> str:
+def _outcome(f: Facts, comment: Comment, after: list[Comment], clean: Redactor, what: str) -> str:
+    if not comment.public:
+        # An internal note records its own result ("checked the logs - nothing for this tenant").
+        return extract.rest(clean(comment.body), what) or "recorded in an internal note"
     reply = next((c for c in after if c.public and not f.case.is_staff_comment(c)), None)
     if reply is not None:
         return f"customer replied: {extract.gist(clean(reply.body))}"
-    return "no reply from the customer yet" if comment.public else "internal note"
+    return "no reply from the customer yet"
 
 
 # --- communication ----------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rules.similarity import load_matcher
 
+pytest_plugins = ["tests.conftest_sandbox", "tests.conftest_service", "tests.conftest_sidebar"]
+
 
 @pytest.fixture(scope="session")
 def matcher():

@@ -47,7 +47,6 @@ from tests.conftest_sidebar import (  # noqa: E402
     sign_zendesk,
 )
 
-pytest_plugins = ["tests.conftest_sidebar"]
 
 
 @pytest.fixture

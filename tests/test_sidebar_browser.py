@@ -40,7 +40,6 @@ from tests.conftest_sidebar import (  # noqa: E402
     sign_zendesk,
 )
 
-pytest_plugins = ["tests.conftest_sandbox", "tests.conftest_service", "tests.conftest_sidebar"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, jsonify
 
-from connector.http import jira_webhook, zendesk_webhook
+from connector.http import jira_webhook, sidebar, zendesk_webhook
 from connector.http.events import Intake
 from connector.http.webhook_common import EXTENSION_KEY
 from worker.config import Settings
 from worker.intake import InlineIntake, RedisIntake
 from worker.jobs import JobContext
 from worker.queue import InlineQueue, RedisQueue
+from worker.sidebar_backend import SidebarBackend
 from worker.store import Store
 
 
@@ -30,6 +31,10 @@ class Service:
 
     def job_context(self) -> JobContext:
         return JobContext(settings=self.settings, store=self.store, queue=self.queue)
+
+    def __post_init__(self) -> None:
+        # What the agent's sidebar asks of the service; connector.http.sidebar finds it here.
+        self.sidebar = SidebarBackend(self.job_context)
 
 
 def build_service(settings: Settings, store: Store | None = None) -> Service:
@@ -62,6 +67,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
 
     app.register_blueprint(zendesk_webhook.bp)
     app.register_blueprint(jira_webhook.bp)
+    app.register_blueprint(sidebar.bp)
     # Other areas register here as they land: the sidebar (/sidebar) and its JSON API, /metrics.
 
     app.add_url_rule("/healthz", "healthz", healthz)
