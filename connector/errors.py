@@ -51,6 +51,11 @@ def _rebuild(cls, service, message, status, retry_after):
     return cls(service, message, status=status, retry_after=retry_after)
 
 
+class ConfigError(ValueError):
+    """A connector's configuration cannot work (a missing or malformed setting); the message names the
+    setting, never its value. Retrying cannot help until an operator fixes it."""
+
+
 class AuthError(ConnectorError):
     """401/403: wrong or revoked credentials, or the account lacks a permission."""
 

@@ -25,15 +25,14 @@ from urllib.parse import urlsplit
 from jira import JIRA, JIRAError
 
 from connector import errors
+from connector.errors import ConfigError
 from connector.http_client import DEFAULT_TIMEOUT, error_for_response, translated, url_path
+from connector.metrics import count_response  # issue 7
 
 log = logging.getLogger(__name__)
 
 SERVICE = "jira"
 
-
-class ConfigError(ValueError):
-    """The configuration cannot work; the message names the setting, never its value."""
 
 
 class Deployment(StrEnum):
@@ -121,6 +120,7 @@ def build_jira(config: JiraConfig) -> JIRA:
         get_server_info=config.deployment is None,
         **auth,  # type: ignore[arg-type]
     )
+    client._session.hooks["response"].append(count_response(SERVICE))  # issue 7: calls by status
     if config.deployment is not None:
         # The client reads this attribute to choose Cloud-only endpoints (e.g. search/jql).
         client.deploymentType = "Cloud" if config.deployment is Deployment.CLOUD else "Server"

@@ -31,15 +31,14 @@ from urllib.parse import urlsplit
 from zenpy import Zenpy
 from zenpy.lib.api import BaseApi
 
+from connector.errors import ConfigError
 from connector.http_client import DEFAULT_TIMEOUT, no_retry_session, raise_for_error_hook
+from connector.metrics import count_response  # issue 7
 
 log = logging.getLogger(__name__)
 
 SERVICE = "zendesk"
 
-
-class ConfigError(ValueError):
-    """The configuration cannot work; the message names the setting, never its value."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +107,7 @@ def build_zenpy(config: ZendeskConfig) -> Zenpy:
         if os.environ.get(name):
             log.warning("%s is set: zenpy will use it instead of ZENDESK_URL", name)
     session = no_retry_session()
+    session.hooks["response"].append(count_response(SERVICE))  # issue 7: calls by status (before raising)
     session.hooks["response"].append(raise_for_error_hook(SERVICE))
     client = Zenpy(
         subdomain=subdomain,

@@ -22,7 +22,12 @@ _ENV_KEYS = (
     "region|feature flags?|deployment|database|integration"
 )
 _ENVIRONMENT = re.compile(rf"^\s*({_ENV_KEYS})\s*[:=]\s*(.+)$", re.IGNORECASE)
-_ENV_LABELS = {"os": "OS", "operating system": "OS", "app version": "App version", "feature flags": "Feature flags"}
+_ENV_LABELS = {
+    "os": "OS",
+    "operating system": "OS",
+    "app version": "App version",
+    "feature flags": "Feature flags",
+}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _QUOTED_REPLY = re.compile(r"^\s*(>|On .+ wrote:\s*$)", re.IGNORECASE)
 

@@ -9,7 +9,6 @@ from connector.sandbox.seed import TICKETS
 from connector.zendesk_connector import ZendeskConnector
 
 
-
 def package_adf(bundle: dict) -> dict:
     ticket = bundle["ticket"]
     org = next(o for o in bundle["organizations"] if o["id"] == ticket["organization_id"])

@@ -13,7 +13,6 @@ from connector.jira_description import JIRA_TEXT_LIMIT, adf_size
 from connector.sandbox.adf_check import adf_errors
 
 
-
 def adf(*paragraphs: str) -> dict:
     return {
         "type": "doc",

@@ -14,7 +14,6 @@ from connector.zendesk_client import ConfigError, ZendeskConfig, split_host
 from connector.zendesk_connector import issue_tag
 
 
-
 def _keys(value):
     if isinstance(value, dict):
         for k, v in value.items():

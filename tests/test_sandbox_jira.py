@@ -13,7 +13,6 @@ from connector.sandbox import cli
 from connector.sandbox.adf_check import adf_errors
 from connector.sandbox.common import JIRA_EMAIL, JIRA_TOKEN
 
-
 AUTH = (JIRA_EMAIL, JIRA_TOKEN)
 ADF = {
     "type": "doc",

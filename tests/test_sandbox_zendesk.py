@@ -10,7 +10,6 @@ import requests
 from connector.sandbox.common import ZENDESK_EMAIL, ZENDESK_TOKEN, iso
 from connector.sandbox.seed import TICKETS
 
-
 AUTH = (f"{ZENDESK_EMAIL}/token", ZENDESK_TOKEN)
 
 

@@ -48,7 +48,6 @@ from tests.conftest_sidebar import (  # noqa: E402
 )
 
 
-
 @pytest.fixture
 def client(sidebar_app):
     return sidebar_app.test_client()

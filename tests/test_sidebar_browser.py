@@ -40,7 +40,6 @@ from tests.conftest_sidebar import (  # noqa: E402
     sign_zendesk,
 )
 
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from connector.errors import ConfigError
 from connector.http.events import EventKind, InboundEvent
-from connector.jira_client import ConfigError as JiraConfigError
-from connector.zendesk_client import ConfigError as ZendeskConfigError
 from worker import progress
 from worker.assess import assess_ticket
 from worker.jobs import JobContext, PermanentFailure
@@ -30,6 +29,6 @@ def handle_event(event: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     inbound = InboundEvent.from_dict(event)
     try:
         return HANDLERS[inbound.kind](ctx, inbound)
-    except (JiraConfigError, ZendeskConfigError) as exc:
+    except ConfigError as exc:
         # Missing or unusable connector settings: retrying cannot help until an operator fixes them.
         raise PermanentFailure(f"configuration: {exc}") from exc
