@@ -37,11 +37,13 @@ def breadth(f: Facts) -> dict[str, Any]:
 
 
 def depth(f: Facts) -> dict[str, Any]:
+    """Blocked (cannot work), degraded (works badly, or with a workaround) or inconvenienced."""
     p = f.rules.phrases
     blocked = f.find(p.outage) or f.find(p.blocked, f.customer_text)
     if blocked:
         return {"level": "blocked", "evidence": [h.text for h in blocked[:3]]}
-    degraded = f.find(p.degraded, f.customer_text)
+    # Something failing without a word that the customer cannot work is at least working badly.
+    degraded = f.find(p.degraded, f.customer_text) or f.find(p.defect, f.customer_text)
     if degraded:
         return {"level": "degraded", "evidence": [h.text for h in degraded[:3]]}
     if f.customer_text.strip():

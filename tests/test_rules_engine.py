@@ -198,3 +198,13 @@ def test_odd_bundles_never_raise(lexical_matcher, bundle) -> None:
     decision = evaluate(case_from_bundle(bundle, now=NOW), matcher=lexical_matcher).to_dict()
     json.dumps(decision)  # the decision is always serialisable
     assert decision["escalate"] in (True, False)
+
+
+def test_depth_of_impact(lexical_matcher) -> None:
+    def level(name: str) -> str:
+        return evaluate_bundle(load(name), matcher=lexical_matcher).to_dict()["impact"]["depth"]["level"]
+
+    assert level("trigger__outage") == "blocked"
+    assert level("severity__high_blocked") == "blocked"  # "We cannot approve any invoice"
+    assert level("trigger__repeated_reports") == "degraded"  # the export fails with a timeout
+    assert level("severity__medium") == "inconvenienced"  # a tooltip covers a button
