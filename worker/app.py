@@ -14,6 +14,7 @@ from flask import Flask, Response, current_app, jsonify
 from connector.http import jira_webhook, sidebar, zendesk_webhook
 from connector.http.events import Intake
 from connector.http.webhook_common import EXTENSION_KEY
+from worker import logging_setup, metrics  # issue 7: JSON logs without secrets; /metrics
 from worker.config import Settings
 from worker.intake import InlineIntake, RedisIntake
 from worker.jobs import JobContext
@@ -52,9 +53,14 @@ def build_service(settings: Settings, store: Store | None = None) -> Service:
 
 def create_app(settings: Settings | None = None, *, service: Service | None = None) -> Flask:
     settings = settings or (service.settings if service else Settings.from_env())
+    logging_setup.configure(settings)  # issue 7: JSON logs with ticket/delivery/job ids, secrets scrubbed
     service = service or build_service(settings)
     if settings.auto_migrate:
         service.store.upgrade()
+    if settings.inline:
+        from worker.followthrough import start_inline  # issue 6: follow-through checks on a timer thread
+
+        start_inline(service)
 
     app = Flask("escalate")
     app.config.update(
@@ -70,6 +76,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.register_blueprint(sidebar.bp)
     # Other areas register here as they land: the sidebar (/sidebar) and its JSON API, /metrics.
 
+    metrics.init_app(app, service.queue)  # issue 7: GET /metrics, webhook outcomes counted
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/readyz", "readyz", readyz)
     # A missing webhook secret is logged by its endpoint, once, when it refuses the first request.

@@ -12,10 +12,18 @@ Register = Callable[[argparse._SubParsersAction], None]
 
 
 def _registrars() -> list[Register]:
+    import worker.cli_followup as cli_followup  # issue 6: backfill, followthrough
     from connector.sandbox import cli as sandbox_cli
-    from worker import cli_jobs, cli_service
+    from worker import cli_jobs, cli_ops, cli_service  # cli_ops: issue 7 (doctor, metrics, dashboard)
 
-    return [cli_evaluate.register, sandbox_cli.register, cli_jobs.register, cli_service.register]
+    return [
+        cli_evaluate.register,
+        sandbox_cli.register,
+        cli_jobs.register,
+        cli_service.register,
+        cli_ops.register,
+        cli_followup.register,  # issue 6: backfill, followthrough
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ from rq.job import Job
 from connector import errors
 from connector.http.events import InboundEvent
 from worker.config import Settings
+from worker.metrics import observe_job  # issue 7: job counts, durations, failures; log context
 from worker.queue import InlineQueue, RedisQueue
 from worker.store import DeliveryStatus, Store
 
@@ -81,6 +82,7 @@ def classify(exc: BaseException) -> str:
     return "transient"
 
 
+@observe_job  # issue 7: metrics and log context for every run, inline or in RQ
 def execute(event: Mapping[str, Any], ctx: JobContext) -> Outcome:
     try:
         inbound = InboundEvent.from_dict(event)
@@ -141,6 +143,29 @@ def process_event(event: dict[str, Any]) -> dict[str, Any] | Retry:
 
 
 _context: JobContext | None = None
+_preloaded: Settings | None = None
+
+
+def preload() -> None:
+    """Load, in a forking worker's main process, what every job needs and can inherit across the fork:
+    the pipeline's modules, the ruleset and the symptom matcher's model. Opens no connection (database,
+    HTTP, Redis): those are made per job process, after the fork, by ``worker_context``.
+
+    RQ's ``Worker`` runs every job in a fresh fork of its main process (RQ docs, "Performance notes":
+    preload what jobs import, before the fork). Without this each job imports the pipeline and loads
+    the semantic model again, about 6 s per job on a 2-core machine (bench/bench_pipeline.py). Only
+    loading happens here, no inference: torch's thread pool must start in the job's process.
+    """
+    global _preloaded
+    import worker.pipeline  # noqa: F401  the rules and both connectors
+    from worker.runtime import runtime_for
+
+    settings = Settings.from_env()
+    runtime = runtime_for(settings)
+    load = getattr(runtime.matcher, "load", None)  # the semantic matcher's model; lexical has none
+    if load is not None:
+        load()
+    _preloaded = settings
 
 
 def worker_context() -> JobContext:
@@ -149,6 +174,8 @@ def worker_context() -> JobContext:
     global _context
     if _context is None or _context.pid != os.getpid():
         settings = Settings.from_env()
+        if settings == _preloaded:
+            settings = _preloaded  # the same object: runtime_for finds the rules and model preloaded
         if settings.redis_url is None:
             raise PermanentFailure("REDIS_URL is not set in the worker's environment")
         _context = JobContext(
