@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from jira import JIRA
 
+from connector.errors import NotFoundError, PermanentError
 from connector.jira_client import Deployment, JiraConfig, build_jira, deployment_of, jira_errors
 from connector.jira_description import adf_from_text, adf_problems, fit_adf, fit_wiki
 
@@ -219,6 +220,61 @@ class JiraConnector:
         """An issue link between two Jira issues (e.g. a recurrence to the original defect)."""
         self.client.create_issue_link(link_type, inward_key, outward_key)
 
+    @_calls_jira
+    def reopen(self, key: str) -> str | None:
+        """Move a done issue back into work; returns the status it moved to, None when it was not done.
+
+        Workflows differ: a transition named like "Reopen" is taken first, then one into a to-do status,
+        then one into an in-progress status (``GET``/``POST /rest/api/2/issue/{key}/transitions``)."""
+        if self.get_status(key).category != "done":
+            return None
+        options = [t for t in self.client.transitions(key) if _category_of(t) not in ("done", "")]
+        if not options:
+            raise PermanentError("jira", f"{key} has no transition out of its done status")
+
+        def rank(t: dict[str, Any]) -> tuple[int, int]:
+            named = "reopen" in str(t.get("name", "")).lower()
+            return (0 if named else 1, 0 if _category_of(t) == "new" else 1)
+
+        chosen = min(options, key=rank)
+        self.client.transition_issue(key, str(chosen["id"]))
+        return str((chosen.get("to") or {}).get("name") or chosen.get("name") or "")
+
+    @_calls_jira
+    def labels(self, key: str) -> list[str]:
+        fields = self.client.issue(key, fields="labels").raw.get("fields") or {}
+        return [str(x) for x in fields.get("labels") or []]
+
+    @_calls_jira
+    def set_priority(self, key: str, priority: str) -> None:
+        """``PUT /rest/api/2/issue/{key}`` with the priority by name."""
+        self._put_v2(f"issue/{key}", {"fields": {"priority": {"name": priority}}})
+
+    @_calls_jira
+    def replace_labels(self, key: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
+        """Add and remove labels without touching the others (the ``update`` verbs of an issue edit)."""
+        ops = [{"remove": clean_label(x)} for x in remove] + [{"add": clean_label(x)} for x in add]
+        if ops:
+            self._put_v2(f"issue/{key}", {"update": {"labels": ops}})
+
+    @_calls_jira
+    def set_property(self, key: str, name: str, value: Any) -> None:
+        """An issue entity property (``PUT /rest/api/2/issue/{key}/properties/{name}``): data an app keeps
+        on the issue, readable by other apps and automation."""
+        self._put_v2(f"issue/{key}/properties/{name}", value)
+
+    def get_property(self, key: str, name: str) -> Any | None:
+        """An issue entity property's value; None when the issue has no such property."""
+        try:
+            with jira_errors():
+                url = f"{self.config.server_url}/rest/api/2/issue/{key}/properties/{name}"
+                return self.client._session.get(url).json().get("value")
+        except NotFoundError:
+            return None
+
+    def _put_v2(self, path: str, payload: Any) -> None:
+        self.client._session.put(f"{self.config.server_url}/rest/api/2/{path}", data=json.dumps(payload))
+
     def _post_v3(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         response = self.client._session.post(  # the client's session: auth, timeout, no retries
             f"{self.config.server_url}/rest/api/3/{path}", data=json.dumps(payload)
@@ -236,3 +292,7 @@ def parse_jira_time(value: Any) -> datetime | None:
         except ValueError:
             continue
     return None
+
+
+def _category_of(transition: dict[str, Any]) -> str:
+    return str(((transition.get("to") or {}).get("statusCategory") or {}).get("key") or "")

@@ -14,7 +14,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from zenpy import Zenpy
@@ -89,6 +89,34 @@ class ZendeskConnector:
             history_limit=history_limit,
             include_audits=include_audits,
         )
+
+    @_calls_zendesk
+    def organizations(self, ids: Iterable[int | str | None]) -> list[dict[str, Any]]:
+        """Organizations by id (``GET /api/v2/organizations/show_many.json``, 100 ids a call)."""
+        return zendesk_bundle.show_many(self._client.organizations, ids)
+
+    @_calls_zendesk
+    def incremental_tickets(
+        self, *, start_time: datetime | None = None, cursor: str | None = None, per_page: int = 1000
+    ) -> dict[str, Any]:
+        """One page of the cursor-based incremental ticket export
+        (``GET /api/v2/incremental/tickets/cursor.json?start_time=`` or ``?cursor=``): tickets changed
+        since ``start_time``, oldest change first. Returns ``{"tickets", "after_cursor", "end_of_stream"}``;
+        keep ``after_cursor`` to resume, even at the end of the stream (new changes come after it).
+        zenpy sends ``per_page`` with ``start_time`` only; pages read by cursor have Zendesk's default size
+        (1,000)."""
+        if (start_time is None) == (cursor is None):
+            raise ValueError("give either start_time or cursor")
+        if cursor is not None:
+            page = self._client.tickets.incremental(cursor=cursor, per_page=per_page)
+        else:
+            assert start_time is not None
+            page = self._client.tickets.incremental(start_time=start_time.astimezone(UTC), per_page=per_page)
+        return {
+            "tickets": [zendesk_bundle.to_raw(t) for t in (page.values or [])],
+            "after_cursor": getattr(page, "after_cursor", None),
+            "end_of_stream": bool(getattr(page, "end_of_stream", True)),
+        }
 
     # ----- writes -----
 

@@ -225,6 +225,26 @@ class Similarity(_Strict):
     lexical_threshold: float | None = Field(None, gt=0, lt=1)
 
 
+class Grouping(_Strict):
+    """Escalations to these destinations gather every ticket reporting the same symptom (one problem, one
+    issue); the others (an account's churn risk, a security report) stay one ticket each."""
+
+    destinations: list[Destination] = [Destination.ENGINEERING, Destination.PRODUCT]
+
+
+class RegressionAction(StrEnum):
+    REOPEN = "reopen"  # transition the resolved issue back and gather the new report under it
+    NEW_LINKED = "new_linked"  # open a new issue, linked to the resolved one
+
+
+class Regressions(_Strict):
+    """The same symptom as a resolved escalation: a regression."""
+
+    action: RegressionAction = RegressionAction.REOPEN
+    # How long after its resolution an escalation's symptom still counts as "fixed".
+    lookback_days: float = Field(180, gt=0)
+
+
 class Ruleset(_Strict):
     version: str
     fields: Fields = Fields()
@@ -239,6 +259,8 @@ class Ruleset(_Strict):
     follow_through: dict[Severity, Cadence]
     similarity: Similarity = Similarity()
     support_comment_prefix: str = "[support]"
+    grouping: Grouping = Grouping()
+    regressions: Regressions = Regressions()
 
     @field_validator("disabled_triggers")
     @classmethod

@@ -345,6 +345,12 @@ class SemanticMatcher(MatcherBase):
             return np.zeros((0, self.dimensions), dtype=np.float32)
         return np.vstack(rows)
 
+    def remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Take embeddings computed elsewhere (by this model, e.g. kept in a symptom index) into the cache,
+        so judging against those texts does not run the model again."""
+        for text, vector in zip(texts, vectors, strict=True):
+            self._raw.put(text, np.asarray(vector, dtype=np.float32))
+
     def _embed_raw(self, texts: list[str]) -> list[np.ndarray]:
         return _cached_batch([prepare(text) for text in texts], self.cache, self._embed_new)
 

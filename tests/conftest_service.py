@@ -201,8 +201,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     with pg.engine.begin() as connection:
         connection.execute(
             text(
-                "TRUNCATE deliveries, assessments, escalations, escalation_tickets, audit_log "
-                "RESTART IDENTITY CASCADE"
+                "TRUNCATE deliveries, assessments, escalations, escalation_tickets, audit_log, "
+                "symptom_index, symptom_index_state RESTART IDENTITY CASCADE"
             )
         )
     yield pg

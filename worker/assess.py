@@ -10,6 +10,7 @@ from connector.render import render_html
 from rules.adapters.zendesk import case_from_bundle
 from rules.evaluate import evaluate
 from rules.package_document import assessment_document
+from worker import rollup, symptom_index  # issue 6: symptom index, one problem one issue
 from worker.handoff import hand_off
 from worker.jobs import JobContext
 from worker.runtime import runtime_for
@@ -41,25 +42,28 @@ def decision_tags(decision: dict[str, Any]) -> list[str]:
 def assess_ticket(ctx: JobContext, ticket_id: int, *, delivery: tuple[str, str] | None = None) -> dict[str, Any]:
     rt = runtime_for(ctx.settings)
     ref = TicketRef.of(SOURCE, ticket_id)
-    bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=int(rt.rules.thresholds.lookback_days))
+    bundle = symptom_index.fetch_bundle(ctx, ticket_id)  # history from the index once it is filled
     decision = evaluate(case_from_bundle(bundle), rt.rules, rt.matcher).to_dict()
     record = ctx.store.record_assessment(
         ref, decision, ruleset_version=decision["ruleset_version"], matcher=decision["matcher"], delivery=delivery
     )
     noted = tell_agent(ctx, ref, decision)
     outcome: dict[str, Any] = {"ticket_id": ref.id, "verdict": decision["verdict"], "noted": noted}
+    placed = rollup.place(ctx, ref, decision, bundle)  # joins an open escalation of its symptom; regressions
     if decision["escalate"]:
         draft = EscalationDraft(severity=decision["severity"], assessment_id=record.id, reason=decision["verdict"])
         with ctx.store.lock_open_escalation(ref, decision["destination"], create=draft) as lock:
             assert lock is not None  # a draft was given
-            if not lock.created and lock.record.severity != decision["severity"]:
-                lock.set_severity(decision["severity"])
+            severity = rollup.severity_after(lock.record, decision["severity"])  # grouped: only rises
+            if not lock.created and lock.record.severity != severity:
+                lock.set_severity(severity)
             escalation = lock.record
         outcome["escalation_id"] = escalation.id
         if decision["automatic"] and escalation.state is EscalationState.SUGGESTED:
             escalation = hand_off(ctx, ref, decision["destination"], actor="rules")
         outcome["state"] = escalation.state.value
         outcome["jira_key"] = escalation.jira_key
+    outcome.update(placed.as_outcome(), **rollup.settle(ctx, ref, decision))  # links, rollup, severity
     return outcome
 
 

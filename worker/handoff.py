@@ -27,6 +27,7 @@ from rules.adapters.zendesk import case_from_bundle
 from rules.evaluate import package_for
 from rules.package_document import package_document
 from rules.ruleset import Destination
+from worker import rollup
 from worker.jobs import JobContext
 from worker.runtime import Runtime, runtime_for
 from worker.store import (
@@ -68,6 +69,8 @@ def hand_off(ctx: JobContext, ref: TicketRef, destination: str, *, actor: str) -
     elif issue is not None:
         escalation = _record(ctx, ref, destination, issue, actor)
     _link_both_ways(ctx, rt, ref, escalation)
+    if escalation.destination in rollup.grouped(rt.rules):
+        rollup.refresh(ctx, escalation.id)  # issue 6: every ticket under it linked, the rollup on the issue
     return escalation
 
 

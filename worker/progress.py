@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from connector.http.events import InboundEvent
+from worker import followthrough  # issue 6: movement resets the stall clock
 from worker.jobs import JobContext
 from worker.runtime import runtime_for
 from worker.store import EscalationRecord, EscalationState, InvalidTransition
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 CUSTOMER_UPDATE_TAG = "escalate_customer_update_due"
 # Jira's status categories: new (to do), indeterminate (in progress), done.
 STATE_FOR_CATEGORY = {"indeterminate": EscalationState.ACKNOWLEDGED, "done": EscalationState.RESOLVED}
+RESOLVED_STATES = (EscalationState.RESOLVED, EscalationState.CUSTOMER_UPDATED)
 
 
 def _escalation(ctx: JobContext, key: str | None) -> EscalationRecord | None:
@@ -60,6 +62,8 @@ def status_changed(ctx: JobContext, event: InboundEvent) -> dict[str, Any]:
     if category is None:
         category = runtime_for(ctx.settings).jira.get_status(escalation.jira_key).category
     before, after = event.changes.get("from"), event.changes.get("to")
+    moved = f"status {before} → {after}"
+    followthrough.record_movement(ctx, escalation, moved, status=after, category=category)
     text = f"Jira {escalation.jira_key} moved from {before or 'unknown'} to {after or 'unknown'}."
     tags = None
     if category == "done":
@@ -67,6 +71,8 @@ def status_changed(ctx: JobContext, event: InboundEvent) -> dict[str, Any]:
         tags = [CUSTOMER_UPDATE_TAG]
     noted = _note_tickets(ctx, escalation, event.delivery_id, text, tags)
     target = STATE_FOR_CATEGORY.get(category)
+    if target is None and category == "new" and escalation.state in RESOLVED_STATES:
+        target = EscalationState.ACKNOWLEDGED  # reopened after it was resolved
     if target is not None:
         try:
             ctx.store.transition_escalation(escalation.id, target, reason=f"jira status {after}")
@@ -82,6 +88,9 @@ def commented(ctx: JobContext, event: InboundEvent) -> dict[str, Any]:
     prefix = runtime_for(ctx.settings).rules.support_comment_prefix
     comment = dict(event.payload).get("comment") or {}
     body = comment.get("body") if isinstance(comment.get("body"), str) else ""
+    if followthrough.is_engineering_comment(ctx, comment):
+        who = (comment.get("author") or {}).get("displayName") or "engineering"
+        followthrough.record_movement(ctx, escalation, f"comment by {who}")
     if not body.strip().lower().startswith(prefix.lower()):
         return {"issue": escalation.jira_key, "copied": False}
     author = (comment.get("author") or {}).get("displayName") or "engineering"

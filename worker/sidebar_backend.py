@@ -10,6 +10,7 @@ from connector import errors
 from worker.assess import SOURCE, assess_ticket
 from worker.handoff import hand_off
 from worker.jobs import JobContext
+from worker.rollup import followup_view
 from worker.runtime import runtime_for
 from worker.store import EscalationDraft, EscalationRecord, EscalationState, TicketRef
 
@@ -79,4 +80,5 @@ class SidebarBackend:
             "reason": e.reason,
             "state_changed_at": e.state_changed_at.isoformat(),
             "updated_at": e.updated_at.isoformat(),
+            **followup_view(self.ctx.store, e),  # issue 6: the impact rollup, the stall
         }

@@ -8,7 +8,8 @@ A view::
 
     {"decision": {...the Decision JSON as `escalate evaluate` prints it...},
      "escalations": [{"id", "destination", "state", "severity", "jira_key", "jira_url",
-                      "jira_status", "state_changed_at", "updated_at"}, ...]}
+                      "jira_status", "state_changed_at", "updated_at",
+                      optional: "rollup", "rollup_summary", "stalled_since", "missed_check_ins"}, ...]}
 """
 
 from __future__ import annotations

@@ -81,6 +81,8 @@ class Linked:
     jira_status: str
     last_moved: str
     last_moved_iso: str | None
+    rollup: str = ""  # "3 customers · 4 tickets · USD 580,000 ARR exposed · growing (…)"
+    stalled: str = ""
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,15 @@ def _linked(e: Mapping[str, Any], now: datetime) -> Linked:
         jira_status=_text(e.get("jira_status")) or humanize(_text(e.get("state"))) or UNKNOWN,
         last_moved=when(moved, now) if moved else UNKNOWN,
         last_moved_iso=moved or None,
+        rollup=_text(e.get("rollup_summary")),
+        stalled=_stalled(e),
     )
+
+
+def _stalled(e: Mapping[str, Any]) -> str:
+    if not e.get("stalled_since"):
+        return ""
+    return f"Stalled: {_text(e.get('missed_check_ins'))} missed check-in(s)"
 
 
 # -- the six impact dimensions (POLICY.md §5) ------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
+from connector.sandbox import jira_edit
 from connector.sandbox.common import JIRA_EMAIL, basic_credentials, bearer_token, instrument
 from connector.sandbox.jira_jql import JqlError
 from connector.sandbox.jira_state import (
@@ -31,6 +32,7 @@ from connector.sandbox.jira_state import (
     jira_time,
     status_view,
 )
+from connector.sandbox.jsm_app import register_jsm
 from connector.sandbox.seed import LINK_TYPES
 
 ALL_FIELDS = (
@@ -65,6 +67,8 @@ def create_app(state: JiraState | None = None) -> Flask:
     instrument(app, state, error_body)
     app.register_blueprint(_api(state))
     app.register_blueprint(_extras(state))
+    app.register_blueprint(jira_edit.blueprint(state))  # PUT issue/{key}, issue properties
+    register_jsm(app, state)  # Jira Service Management on the same site: /rest/servicedeskapi/...
 
     @app.get("/rest/applinks/latest/listApplicationlinks")
     def applinks() -> Response:
@@ -133,7 +137,7 @@ def _api(state: JiraState) -> Blueprint:
                 "maxResults": len(issue["comments"]),
                 "total": len(issue["comments"]),
             },
-            "reporter": {"displayName": "Escalate Bot", "emailAddress": JIRA_EMAIL},
+            "reporter": issue.get("reporter") or {"displayName": "Escalate Bot", "emailAddress": JIRA_EMAIL},
         }
         return {
             "expand": "renderedFields,names,schema,transitions,changelog",

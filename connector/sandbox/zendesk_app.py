@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
+from connector.sandbox import zendesk_incremental
 from connector.sandbox.common import basic_credentials, instrument
 from connector.sandbox.paging import PagingError, cursor_page, offset_page, wants_cursor
 from connector.sandbox.zendesk_search import QueryError, compile_query
@@ -65,6 +66,7 @@ def create_app(state: ZendeskState | None = None) -> Flask:
     instrument(app, state, error_body)
     app.register_blueprint(_api(state))
     app.register_blueprint(_extras(state))
+    app.register_blueprint(zendesk_incremental.blueprint(state))  # GET incremental/tickets/cursor
     return app
 
 

@@ -250,6 +250,15 @@ class ZendeskState:
                 ticket["updated_at"] = iso(utcnow())
             return list(ticket["tags"])
 
+    def add_comment(
+        self, tid: int, body: str, *, author_id: int, public: bool = True, at: datetime | None = None
+    ) -> dict[str, Any]:
+        """For tests and demos: a comment as if written at ``at`` (default: now), without an audit."""
+        with self._lock:
+            record = comment_record(self._next("comment"), author_id, body, public, at or utcnow(), None)
+            self.comments.setdefault(tid, []).append(record)
+            return copy.deepcopy(record)
+
     def add_ticket(self, **fields: Any) -> dict[str, Any]:
         """For tests and demos: a new ticket from a few fields, with its description as first comment."""
         with self._lock:

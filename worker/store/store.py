@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.store import migrate
 from worker.store.engine import immediate, make_engine
 from worker.store.escalations import EscalationVerbs
+from worker.store.followup import FollowupVerbs  # issue 6: symptom index, tracking, ledger
 from worker.store.lifecycle import DeliveryStatus
 from worker.store.models import Assessment, AuditEntry, Delivery, utcnow
 from worker.store.records import ActionRecord, AssessmentRecord, DeliveryRecord, TicketRef
 
 
-class Store(EscalationVerbs):
+class Store(EscalationVerbs, FollowupVerbs):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)

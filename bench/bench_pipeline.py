@@ -1,0 +1,218 @@
+"""End-to-end events per second per worker: signed Zendesk webhooks for sandbox tickets, queued on a real
+Redis, run by real worker processes through the whole pipeline (fetch the case from the sandbox Zendesk,
+judge it, keep the assessment, tell the agent, create and link Jira issues where the rules say so).
+
+    python bench/bench_pipeline.py                               # escalate worker (RQ's forking worker)
+    python bench/bench_pipeline.py --worker simple --events 600  # RQ SimpleWorker: one process, no fork
+
+Options: --workers N (processes), --database postgresql|sqlite, --mode steady|fresh, --redis-url URL
+(default: a private redis-server on a spare port), --events N (measured events).
+
+What runs where: the sandbox (Zendesk and Jira) in one process, each worker in its own, Redis and
+PostgreSQL as servers, this script (webhook intake through the Flask app in-process, then waiting) —
+all on the same machine, so the sandbox's CPU is taken from the workers'. The figures are therefore a
+floor for a deployment where Zendesk and Jira are remote.
+
+- ``--mode steady`` (default): a warm-up round judges every seeded ticket once (first notes, tags and
+  the issues the rules auto-create); the measured events then re-judge those tickets, as Zendesk's
+  ticket-update webhooks do most of the time (the verdict rarely changes, so no new note).
+- ``--mode fresh``: each measured event is about a new ticket (a copy of a seeded one, created in the
+  sandbox before the clock starts): first judgement, internal note and tags every time, and a Jira
+  issue with its remote link and ticket link for the critical ones.
+
+Events per second = measured jobs / (last job ended - first job started), from RQ's own timestamps;
+per worker = that divided by the number of worker processes. Job time is RQ's started→ended per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import requests
+from _common import (
+    ROOT,
+    SEEDED_TICKETS,
+    WEBHOOK_SECRET,
+    SandboxProcess,
+    database,
+    load_average,
+    machine,
+    percentile,
+    print_machine,
+    redis_server,
+    signed_headers,
+    stop_process,
+    trigger_body,
+)
+from rq.job import Job, JobStatus
+
+from worker.app import create_app
+from worker.config import Settings
+
+TARGET_PER_WORKER = 50.0
+DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+def worker_command(kind: str, redis_url: str, queue: str) -> list[str]:
+    if kind == "fork":
+        # The production command: RQ's forking Worker with its scheduler (worker/cli_jobs.py).
+        return [sys.executable, "-c", "import sys; from worker.cli import main; sys.exit(main())", "worker"]
+    if kind == "fork-preloaded":
+        # The same, with the pipeline and the model loaded before RQ forks (worker.jobs.preload).
+        return [sys.executable, str(ROOT / "bench" / "worker_preloaded.py")]
+    rq = shutil.which("rq") or str(Path(sys.executable).with_name("rq"))
+    return [rq, "worker", "--worker-class", "rq.worker.SimpleWorker", "--with-scheduler", "--url", redis_url,
+            "--logging_level", "WARNING", queue]
+
+
+def deliver(client, ticket_ids: list[int], run: str) -> list[str]:
+    """One signed webhook per ticket id, through the app; returns the job ids."""
+    job_ids = []
+    for n, ticket_id in enumerate(ticket_ids):
+        body = trigger_body(ticket_id)
+        invocation = f"{run}-{n}"
+        answer = client.post("/webhooks/zendesk", data=body, headers=signed_headers(body, invocation))
+        if answer.status_code != 202:
+            raise RuntimeError(f"webhook for ticket {ticket_id} answered {answer.status_code}")
+        job_ids.append(f"zendesk-{invocation}")
+    return job_ids
+
+
+def wait_done(connection, job_ids: list[str], timeout: float) -> list[Job]:
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    while True:
+        jobs = [j for j in Job.fetch_many(job_ids, connection=connection) if j is not None]
+        done = [j for j in jobs if j.get_status(refresh=False) in DONE]
+        if len(done) == len(job_ids):
+            return jobs
+        now = time.monotonic()
+        if now > deadline:
+            raise RuntimeError(f"only {len(done)} of {len(job_ids)} jobs done after {timeout:g} s")
+        if now - last_report > 10:
+            print(f"  ... {len(done)}/{len(job_ids)} done", flush=True)
+            last_report = now
+        time.sleep(0.2)
+
+
+def fresh_tickets(sandbox: SandboxProcess, count: int) -> list[int]:
+    """``count`` new tickets in the sandbox, each a copy of a seeded one (subject, description,
+    requester, type, priority, tags, SLA), created before the clock starts."""
+    state = sandbox.state("zendesk")
+    seeds = [t for t in state["tickets"]
+             if t["id"] in SEEDED_TICKETS and t["status"] not in ("solved", "closed")]
+    created = []
+    for n in range(count):
+        seed = seeds[n % len(seeds)]
+        fields = ("subject", "description", "requester_id", "type", "priority", "tags", "slas")
+        copy = {k: seed[k] for k in fields if k in seed}
+        answer = requests.post(f"{sandbox.zendesk_url}/_sandbox/tickets", json=copy, timeout=10)
+        answer.raise_for_status()
+        created.append(int(answer.json()["ticket"]["id"]))
+    return created
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=300, help="measured events (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: %(default)s)")
+    parser.add_argument("--worker", choices=["fork", "fork-preloaded", "simple"], default="fork",
+                        help="fork: `escalate worker` (production); fork-preloaded: the same with "
+                        "worker.jobs.preload() before the fork; simple: `rq worker -w SimpleWorker`")
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--mode", choices=["steady", "fresh"], default="steady")
+    parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
+    parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    args = parser.parse_args()
+
+    info = machine()
+    print_machine(info)
+    print(f"pipeline: {args.events} events, mode {args.mode}, {args.workers} x {args.worker} worker, "
+          f"{args.database}, Redis {'given' if args.redis_url else 'private redis-server'}, "
+          "sandbox in its own process on this machine")
+
+    sandbox = SandboxProcess()
+    workers: list[subprocess.Popen] = []
+    logs = []
+    with redis_server(args.redis_url) as redis_url, database(args.database) as database_url:
+        try:
+            sandbox.start()
+            seeded = {i["key"] for i in sandbox.state("jira")["issues"]}
+            queue = f"bench-{uuid.uuid4().hex[:8]}"
+            settings = Settings(zendesk_webhook_secret=WEBHOOK_SECRET, redis_url=redis_url,
+                                database_url=database_url, queue_name=queue)
+            app = create_app(settings)  # migrates the database
+            service = app.extensions["escalate"]
+            client = app.test_client()
+            connection = service.queue.connection
+            env = {**os.environ, **sandbox.environment(), "REDIS_URL": redis_url,
+                   "DATABASE_URL": database_url, "ESCALATE_QUEUE": queue, "HF_HUB_OFFLINE": "1",
+                   "PYTHONPATH": str(ROOT)}
+            for n in range(args.workers):
+                path = Path(tempfile.gettempdir()) / f"escalate-bench-worker-{queue}-{n}.log"
+                log = path.open("w")
+                logs.append(log)
+                workers.append(subprocess.Popen(worker_command(args.worker, redis_url, queue), cwd=ROOT,
+                                                env=env, stdout=log, stderr=subprocess.STDOUT))
+
+            print(f"warm-up: one event per seeded ticket ({len(SEEDED_TICKETS)})", flush=True)
+            started = time.monotonic()
+            warm = wait_done(connection, deliver(client, list(SEEDED_TICKETS), "warm"), args.timeout)
+            print(f"  warm-up took {time.monotonic() - started:.1f} s")
+            if args.mode == "fresh":
+                targets = fresh_tickets(sandbox, args.events)
+            else:
+                targets = [SEEDED_TICKETS[n % len(SEEDED_TICKETS)] for n in range(args.events)]
+            jobs = wait_done(connection, deliver(client, targets, "run"), args.timeout)
+        finally:
+            for process in workers:
+                stop_process(process, timeout=30)
+            for log in logs:
+                log.close()
+        created = [i for i in sandbox.state("jira")["issues"] if i["key"] not in seeded]
+        sandbox.stop()
+        results = {j.id: j.return_value() for j in jobs if j.get_status(refresh=False) == JobStatus.FINISHED}
+
+    failed = [j for j in jobs + warm if j.get_status(refresh=False) != JobStatus.FINISHED]
+    starts = [j.started_at for j in jobs if j.started_at]
+    ends = [j.ended_at for j in jobs if j.ended_at]
+    window = (max(ends) - min(starts)).total_seconds()
+    durations = [(j.ended_at - j.started_at).total_seconds() * 1000
+                 for j in jobs if j.started_at and j.ended_at]
+    rate = len(jobs) / window
+    per_worker = rate / args.workers
+    outcomes: dict[str, int] = {}
+    for job in jobs:
+        result = results.get(job.id)
+        key = result.get("status", "?") if isinstance(result, dict) else "failed"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    print()
+    print(f"load average at the end: {load_average()} (anything else running on the machine shows here)")
+    print(f"events measured:      {len(jobs)} ({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))})")
+    print(f"window:               {window:.2f} s (first job started -> last job ended)")
+    print(f"events/s:             {rate:.1f} total, {per_worker:.1f} per worker "
+          f"({args.workers} x {args.worker})")
+    print(f"job time (RQ):        p50 {percentile(durations, 50):.0f} ms, "
+          f"p99 {percentile(durations, 99):.0f} ms")
+    keys = ", ".join(sorted(i["key"] for i in created))
+    print(f"jira issues created:  {len(created)} ({keys})")
+    if failed:
+        trace = (failed[0].exc_info or "").strip()[-500:]
+        print(f"FAILED JOBS: {len(failed)}; first: {failed[0].id}: {trace}")
+    verdict = "met" if per_worker >= TARGET_PER_WORKER and not failed else "NOT met"
+    print(f"target >= {TARGET_PER_WORKER:g} events/s per worker: {verdict}")
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

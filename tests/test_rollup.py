@@ -1,0 +1,155 @@
+"""One problem, one issue: several customers reporting one symptom in different words gather under one
+Jira issue, with a remote link per ticket, a comment per new account, and the impact rollup on the issue
+and in every linked ticket's sidebar; severity rises when the rollup crosses POLICY.md §4's threshold.
+
+The whole service runs: the sandbox Zendesk and Jira, the app in Redis mode, an RQ worker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.followup_env import (
+    HOOLI,
+    INITECH,
+    INVOICE,
+    MASSIVE,
+    SOYLENT,
+    WEBHOOKS,
+    WONKA,
+    database_url,
+    open_desk,
+    release_scheduled,
+)
+from worker import followthrough
+from worker.rollup import IMPACT_PROPERTY
+from worker.store import EscalationState
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def desk(request, sandbox_state, redis_url, tmp_path, monkeypatch):
+    url = database_url(request, tmp_path)
+    with open_desk(sandbox_state, redis_url, tmp_path, monkeypatch, database_url=url) as d:
+        yield d
+
+
+def eng_issues(desk) -> list[dict]:
+    return [i for i in desk.jira.dump()["issues"] if i["project"] == "ENG"]
+
+
+def linked_ticket_ids(issue: dict) -> list[int]:
+    return sorted(int(link["object"]["url"].rsplit("/", 1)[-1]) for link in issue["remote_links"])
+
+
+def test_three_organizations_one_symptom_end_with_one_issue(desk):
+    first = desk.ticket(HOOLI, *WEBHOOKS[0])
+    desk.deliver(first)
+    second = desk.ticket(WONKA, *WEBHOOKS[1])
+    desk.deliver(second)  # two accounts with ARR ≥ 100,000: critical, created without a click
+    third = desk.ticket(MASSIVE, *WEBHOOKS[2])
+    desk.deliver(third)
+
+    issues = eng_issues(desk)
+    assert len(issues) == 1
+    issue = issues[0]
+    assert linked_ticket_ids(issue) == sorted([first, second, third])
+    escalation = desk.escalation(third)
+    assert {desk.escalation(t).id for t in (first, second, third)} == {escalation.id}
+    assert escalation.jira_key == issue["key"] and escalation.severity == "critical"
+
+    rollup = issue["properties"][IMPACT_PROPERTY]
+    totals = (rollup["customers"], rollup["tickets"], rollup["arr_exposed"])
+    assert totals == (3, 3, 320_000 + 130_000 + 70_000)
+    assert sorted(a["name"] for a in rollup["accounts"]) == ["Hooli", "Massive Dynamic", "Wonka Industries"]
+    # A comment names each account that joined after the issue was opened, with its ARR.
+    assert len(desk.comments(issue["key"], "Massive Dynamic (ARR USD 70,000)")) == 1
+    assert len(desk.comments(issue["key"], "Hooli (ARR USD 320,000)")) == 1
+    for ticket in (first, second, third):
+        assert f"jira_{issue['key'].lower().replace('-', '_')}" in desk.zendesk.ticket(ticket)["tags"]
+        sidebar = desk.service.sidebar.view(str(ticket))
+        shown = [e for e in sidebar["escalations"] if e["destination"] == "engineering"]
+        assert shown[0]["rollup"]["customers"] == 3
+        assert shown[0]["rollup_summary"].startswith("3 customers · 3 tickets · USD 520,000 ARR exposed")
+
+    # A fourth ticket about something else does not join.
+    other = desk.ticket(INITECH, *INVOICE)
+    desk.deliver(other)
+    assert all(e.id != escalation.id for e in desk.escalations(other))
+    assert linked_ticket_ids(desk.issue(issue["key"])) == sorted([first, second, third])
+    assert desk.issue(issue["key"])["properties"][IMPACT_PROPERTY]["customers"] == 3
+
+    # Zendesk delivering the same tickets again changes nothing on Jira.
+    comments = len(desk.issue(issue["key"])["comments"])
+    for ticket in (first, second, third):
+        desk.deliver(ticket)
+    assert len(eng_issues(desk)) == 1
+    assert len(desk.issue(issue["key"])["comments"]) == comments
+    assert len(desk.issue(issue["key"])["remote_links"]) == 3
+
+
+def test_severity_rises_when_a_second_high_value_account_joins(desk):
+    first = desk.ticket(HOOLI, *WEBHOOKS[0], tags=["bug_confirmed"])
+    desk.deliver(first)
+    created = desk.service.sidebar.create_issue(str(first), "engineering", "agent:901")  # the agent's click
+    key = created["jira_key"]
+    before = desk.escalation(first).severity
+    assert before in ("medium", "high")
+
+    second = desk.ticket(SOYLENT, *WEBHOOKS[1])  # ARR 60,000: one high-value account so far
+    desk.deliver(second)
+    assert desk.escalation(second).jira_key == key
+    assert desk.escalation(first).severity == before
+    assert desk.comments(key, "severity raised") == []
+
+    third = desk.ticket(WONKA, *WEBHOOKS[2])  # ARR 130,000: the second one
+    desk.deliver(third)
+    escalation = desk.escalation(third)
+    assert escalation.jira_key == key and escalation.severity == "critical"
+    issue = desk.issue(key)
+    assert issue["priority"] == "Highest"
+    assert "severity-critical" in issue["labels"] and f"severity-{before}" not in issue["labels"]
+    told = desk.comments(key, "severity raised")
+    assert len(told) == 1 and "Hooli" in told[0] and "Wonka Industries" in told[0]
+    assert linked_ticket_ids(issue) == sorted([first, second, third])
+
+    desk.deliver(third)
+    assert len(desk.comments(key, "severity raised")) == 1
+
+
+def test_a_retried_join_sends_nothing_twice(desk):
+    first, second = desk.ticket(HOOLI, *WEBHOOKS[0]), desk.ticket(WONKA, *WEBHOOKS[1])
+    desk.deliver(first)
+    desk.deliver(second)
+    key = desk.escalation(second).jira_key
+    third = desk.ticket(MASSIVE, *WEBHOOKS[2])
+    # Jira answers 503 to the join comment once: the job fails after the remote link was made.
+    desk.jira.faults.add(prefix=f"/rest/api/3/issue/{key}/comment", status=503, methods=["POST"], count=1)
+    desk.deliver(third)
+    assert desk.comments(key, "Massive Dynamic") == []
+    assert release_scheduled(desk) == 1  # RQ's retry, brought forward
+    desk.work()
+
+    issue = desk.issue(key)
+    assert len(desk.comments(key, "Massive Dynamic")) == 1
+    assert linked_ticket_ids(issue) == sorted([first, second, third])
+    assert len(desk.notes(third, f"Linked to Jira issue {key}")) == 1
+    assert desk.escalation(third).state is EscalationState.CREATED
+
+
+def test_the_follow_through_check_finishes_a_join_a_failed_job_left_undone(desk):
+    first, second = desk.ticket(HOOLI, *WEBHOOKS[0]), desk.ticket(WONKA, *WEBHOOKS[1])
+    desk.deliver(first)
+    desk.deliver(second)
+    key = desk.escalation(second).jira_key
+    third = desk.ticket(MASSIVE, *WEBHOOKS[2])
+    desk.jira.faults.add(prefix=f"/rest/api/3/issue/{key}/comment", status=503, methods=["POST"], count=1)
+    desk.deliver(third)  # fails after joining; its retry waits in RQ's schedule
+    assert desk.comments(key, "Massive Dynamic") == []
+
+    followthrough.run(desk.ctx, now=datetime.now(UTC))
+    assert len(desk.comments(key, "Massive Dynamic")) == 1
+    release_scheduled(desk)
+    desk.work()  # the job's own retry comes later and repeats nothing
+    assert len(desk.comments(key, "Massive Dynamic")) == 1
+    assert linked_ticket_ids(desk.issue(key)) == sorted([first, second, third])

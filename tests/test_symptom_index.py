@@ -1,0 +1,232 @@
+"""The symptom index: rows in the store shared by every process, an in-memory matrix per process kept in
+sync, history for the rules built from it (judging like Zendesk's search does), and the resumable
+backfill from the sandbox's incremental export, from code and from the command line."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from connector.sandbox.seed import TICKETS
+from rules.adapters.zendesk import case_from_bundle
+from rules.evaluate import evaluate
+from rules.ruleset import load_ruleset
+from tests.conftest_service import make_settings
+from worker import symptom_index
+from worker.backfill import backfill
+from worker.cli import main
+from worker.jobs import JobContext
+from worker.queue import InlineQueue
+from worker.store import EscalationDraft, Store, TicketRef
+from worker.symptom_index import SymptomIndex, index_for
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+
+
+def raw(tid: int, subject: str, description: str, *, org: int = 501, hours_ago: float = 1, **extra) -> dict:
+    created = (NOW - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "id": tid, "subject": subject, "description": description, "organization_id": org,
+        "requester_id": 1000 + org - 500, "status": "open", "tags": ["export"], "created_at": created,
+        "updated_at": created, "custom_fields": [{"id": 360000001, "value": "export"}], **extra,
+    }  # fmt: skip
+
+
+CSV = raw(1, "Export to CSV fails with timeout", "Exporting the monthly report to CSV times out after 30s.")
+CSV_AGAIN = raw(
+    2, "CSV download never finishes", "Our CSV export spins forever and then the request times out.", org=502
+)
+INVOICE = raw(
+    3, "Invoice PDF shows wrong tax rate", "The VAT on our invoice PDF is 19% instead of 20%.", org=503
+)
+
+
+@pytest.fixture
+def fresh(store):
+    symptom_index.reset_indexes()
+    return store
+
+
+def test_a_copy_in_another_process_syncs_what_one_wrote(fresh, matcher):
+    writer, reader = SymptomIndex(matcher), SymptomIndex(matcher)
+    assert writer.add(fresh, [CSV, CSV_AGAIN, INVOICE]) == 3
+    assert writer.add(fresh, [CSV, CSV_AGAIN]) == 0  # unchanged: not embedded or written again
+    assert reader.sync(fresh) == 3 and len(reader) == 3
+
+    hits = reader.query("CSV export times out\nThe export to CSV never completes, it times out.")
+    assert [h.ticket.id for h in hits] == ["1", "2"] or [h.ticket.id for h in hits] == ["2", "1"]
+    assert all(h.score >= matcher.threshold for h in hits)
+    assert reader.query(INVOICE["subject"], exclude=TicketRef.zendesk(3)) == []
+
+    solved = {**CSV, "status": "solved", "updated_at": NOW.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    assert writer.add(fresh, [solved]) == 1
+    reader.sync(fresh)
+    row = fresh.symptom_row(TicketRef.zendesk(1))
+    assert row.status == "solved" and len(reader) == 3
+
+    gone = {**CSV_AGAIN, "status": "deleted", "updated_at": NOW.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    writer.add(fresh, [gone])
+    reader.sync(fresh)
+    assert [h.ticket.id for h in reader.query(CSV["subject"] + "\n" + CSV["description"])] == ["1"]
+
+
+def test_the_window_and_the_threshold_narrow_a_query(fresh, matcher):
+    old = raw(4, "CSV export times out", "The CSV export request times out every time.", hours_ago=24 * 20)
+    index = index_for(fresh, matcher)
+    index.add(fresh, [CSV, old])
+    text = "Export to CSV fails with timeout"
+    assert {h.ticket.id for h in index.query(text)} == {"1", "4"}
+    assert {h.ticket.id for h in index.query(text, since=NOW - timedelta(days=14))} == {"1"}
+    assert index.query(text, threshold=0.999) == []
+
+
+def test_pruning_keeps_the_tickets_of_escalations(fresh, matcher):
+    old = [raw(10 + i, f"Old report {i}", "The CSV export timed out.", hours_ago=24 * 30) for i in range(3)]
+    index_for(fresh, matcher).add(fresh, [*old, CSV])
+    fresh.get_or_create_escalation(TicketRef.zendesk(10), "engineering", EscalationDraft(severity="high"))
+    assert fresh.prune_symptoms(NOW - timedelta(days=15)) == 2
+    kept = {r.ticket_id for r in fresh.symptom_rows_since(None)}
+    assert kept == {"10", "1"}
+
+
+def test_a_preloaded_copy_is_what_job_processes_start_from(tmp_path, matcher):
+    url = f"sqlite:///{tmp_path / 'preload.sqlite3'}"
+    store = Store.from_url(url)
+    store.upgrade()
+    index_for(store, matcher).add(store, [CSV, INVOICE])
+    symptom_index.reset_indexes()
+    assert symptom_index.preload(url, matcher) == 2  # in the worker's main process, before it forks
+    job_store = Store.from_url(url)  # what a job process builds for itself
+    assert len(index_for(job_store, matcher)) == 2  # the parent's copy, before any read of its own
+    store.dispose()
+    job_store.dispose()
+
+
+# -- history from the index ----------------------------------------------------------------------------
+
+
+def context(sandbox, tmp_path) -> JobContext:
+    env = sandbox.environment()
+    settings = make_settings(
+        tmp_path, zendesk_url=env["ZENDESK_URL"], zendesk_email=env["ZENDESK_EMAIL"],
+        zendesk_api_token=env["ZENDESK_API_TOKEN"], jira_url=env["JIRA_URL"], jira_email=env["JIRA_EMAIL"],
+        jira_api_token=env["JIRA_API_TOKEN"],
+    )  # fmt: skip
+    store = Store.from_url(settings.database_url)
+    store.upgrade()
+    return JobContext(settings=settings, store=store, queue=InlineQueue(lambda: None))
+
+
+def judged(ctx: JobContext, ticket_id: int) -> dict:
+    from worker.runtime import runtime_for
+
+    rt = runtime_for(ctx.settings)
+    bundle = symptom_index.fetch_bundle(ctx, ticket_id)
+    decision = evaluate(case_from_bundle(bundle, now=NOW + timedelta(days=6)), rt.rules, rt.matcher).to_dict()
+    return {
+        "escalate": decision["escalate"],
+        "destination": decision["destination"],
+        "severity": decision["severity"],
+        "triggers": sorted(t["id"] for t in decision["triggers"]),
+        "holds": sorted(h["id"] for h in decision["hold_reasons"]),
+        "related": sorted((r["ticket_id"], r["similarity"]) for r in decision["related_tickets"]),
+        "breadth": {k: decision["impact"]["breadth"][k] for k in ("organizations", "tickets", "reporters")},
+        "arr": decision["impact"]["revenue"]["arr_exposed"],
+    }
+
+
+def test_history_from_the_index_judges_like_zendesks_search(sandbox_state, tmp_path, monkeypatch):
+    ctx = context(sandbox_state, tmp_path)
+    seeded = sorted(TICKETS.values())
+    monkeypatch.setenv(symptom_index.MODE_ENV, "zendesk")
+    from_search = {t: judged(ctx, t) for t in seeded}
+    searches = len(sandbox_state.zendesk_state.requests.matching("GET", "/api/v2/search/export"))
+    assert searches == len(seeded)
+
+    monkeypatch.setenv(symptom_index.MODE_ENV, "auto")  # the searches above filled the index
+    from_index = {t: judged(ctx, t) for t in seeded}
+    assert len(sandbox_state.zendesk_state.requests.matching("GET", "/api/v2/search/export")) == searches
+    assert from_index == from_search
+    assert any(d["related"] for d in from_index.values())  # the comparison is not vacuous
+    ctx.store.dispose()
+
+
+# -- backfill ----------------------------------------------------------------------------------------------
+
+
+def test_backfill_resumes_where_it_stopped_and_then_reads_only_changes(
+    fresh, matcher, zendesk, sandbox_state
+):
+    pages = []
+    first = backfill(fresh, zendesk, matcher, days=14, per_page=4, max_pages=1, on_page=pages.append)
+    assert (first["pages"], first["seen"], first["done"]) == (1, 4, False)
+    assert [p["seen"] for p in pages] == [4] and fresh.count_symptoms() == 4
+    assert not symptom_index.is_filled(fresh, datetime.now(UTC), 14)
+
+    second = backfill(fresh, zendesk, matcher, days=14)  # resumes from the stored cursor
+    seeded = len(sandbox_state.zendesk_state.all_tickets())
+    assert (second["seen"], second["done"]) == (seeded, True)
+    assert fresh.count_symptoms() == seeded
+    assert symptom_index.is_filled(fresh, datetime.now(UTC), 14)
+    calls = sandbox_state.zendesk_state.requests.matching("GET", "/api/v2/incremental/tickets/cursor")
+    assert sum("start_time=" in c["path"] or "start_time" in json.dumps(c) for c in calls) == 1
+
+    sandbox_state.zendesk_state.add_ticket(
+        requester_id=1009, subject="Webhooks stopped", description="None arrive."
+    )
+    third = backfill(fresh, zendesk, matcher, days=14)
+    assert third["seen"] == seeded + 1 and fresh.count_symptoms() == seeded + 1
+
+    again = backfill(fresh, zendesk, matcher, days=14, restart=True)
+    assert again["seen"] == seeded + 1 and again["pages"] == 1
+
+
+def test_the_incremental_export_answers_in_zendesks_shape(sandbox_state):
+    env = sandbox_state.environment()
+    auth = (f"{env['ZENDESK_EMAIL']}/token", env["ZENDESK_API_TOKEN"])
+    url = f"{env['ZENDESK_URL']}/api/v2/incremental/tickets/cursor.json"
+    start = int((datetime.now(UTC) - timedelta(days=30)).timestamp())
+    page = requests.get(url, params={"start_time": start, "per_page": 5}, auth=auth, timeout=5).json()
+    assert set(page) == {
+        "tickets",
+        "after_cursor",
+        "after_url",
+        "before_cursor",
+        "before_url",
+        "end_of_stream",
+    }
+    assert len(page["tickets"]) == 5 and page["end_of_stream"] is False
+    stamps = [t["updated_at"] for t in page["tickets"]]
+    assert stamps == sorted(stamps)
+    rest = requests.get(page["after_url"], auth=auth, timeout=5).json()
+    assert not {t["id"] for t in rest["tickets"]} & {t["id"] for t in page["tickets"]}
+    recent = int(datetime.now(UTC).timestamp()) - 10
+    assert requests.get(url, params={"start_time": recent}, auth=auth, timeout=5).status_code == 400
+    assert requests.get(url, params={"start_time": start}, timeout=5).status_code == 401
+
+
+def test_escalate_backfill_from_the_command_line(sandbox_state, tmp_path, monkeypatch, capsys):
+    for name, value in sandbox_state.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    symptom_index.reset_indexes()
+
+    assert main(["backfill", "--days", "14", "--per-page", "5"]) == 0
+    shown = capsys.readouterr().err
+    assert "symptom index" in shown and "filled" in shown
+    assert main(["backfill", "--days", "14", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["done"] is True and summary["seen"] == len(sandbox_state.zendesk_state.all_tickets())
+
+    assert main(["followthrough", "check", "--now", "2026-11-20T15:00:00Z"]) == 0
+    assert "index" in json.loads(capsys.readouterr().out)
+
+
+def test_the_default_rules_name_the_grouping_and_regression_settings():
+    rules = load_ruleset()
+    assert [d.value for d in rules.grouping.destinations] == ["engineering", "product"]
+    assert rules.regressions.action.value == "reopen"

@@ -1,0 +1,485 @@
+"""One problem, one issue: tickets reporting the same symptom gather under one escalation, whose impact
+rollup (customers, tickets, ARR exposed, growth over the window) lives on the Jira issue and in every
+linked ticket's sidebar, and whose severity rises when the rollup crosses POLICY.md §4's threshold.
+
+Two steps around an assessment (``worker.assess``):
+
+* ``place`` (before the escalation step): a ticket whose symptom matches an open escalation joins it
+  (``EscalationLock.link_ticket``); one matching a resolved escalation is a regression
+  (``worker.regression``).
+* ``settle`` (after it): the ticket's unsolved same-symptom tickets join its grouped escalations too, and
+  each of those escalations is ``refresh``-ed: a remote link per ticket, a Jira comment naming each new
+  account and its ARR, the rollup (an issue property, ``escalate-impact``), and the severity.
+
+Idempotent under retries: every outward action is checked against, and recorded in, the audit log (the
+ledger), as ``worker.handoff`` does. Which destinations group is the rules file's ``grouping``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connector.jira_description import adf_from_text
+from rules.adapters.coerce import number, timestamp
+from rules.ruleset import Destination, Ruleset
+from worker.jobs import JobContext
+from worker.runtime import runtime_for
+from worker.store import (
+    OPEN_STATES,
+    EscalationRecord,
+    EscalationState,
+    TicketAlreadyEscalated,
+    TicketRef,
+)
+
+log = logging.getLogger(__name__)
+
+JOINED = "symptom_join"
+REMOTE_LINK = "jira_remote_link"
+JOIN_COMMENT = "jira_join_comment"
+SEVERITY_RAISED = "severity_raised"
+JIRA_SEVERITY = "jira_severity"
+IMPACT_SET = "jira_impact_property"
+IMPACT_PROPERTY = "escalate-impact"
+COMMENT_MARK = "Escalate:"  # how our own Jira comments begin (progress tells them from engineering's)
+SEVERITY_RANK = {None: -1, "medium": 0, "high": 1, "critical": 2}
+RESOLVED_STATES = frozenset(
+    {EscalationState.RESOLVED, EscalationState.CUSTOMER_UPDATED, EscalationState.CLOSED}
+)
+# Escalations a new report of their symptom joins; a resolved one is a regression instead.
+JOINABLE_STATES = frozenset(
+    {EscalationState.SUGGESTED, EscalationState.CREATED, EscalationState.ACKNOWLEDGED}
+)
+
+
+def rank(severity: str | None) -> int:
+    return SEVERITY_RANK.get(severity, -1)
+
+
+def severity_after(current: EscalationRecord, proposed: str | None) -> str | None:
+    """The severity an escalation takes from one ticket's re-assessment: a single-ticket escalation follows
+    its ticket; a grouped one only rises (another customer's calmer ticket does not lower it)."""
+    if len(current.tickets) <= 1:
+        return proposed
+    return proposed if rank(proposed) > rank(current.severity) else current.severity
+
+
+def grouped(rules: Ruleset) -> frozenset[str]:
+    return frozenset(d.value for d in rules.grouping.destinations)
+
+
+@dataclass
+class Placement:
+    """What ``place`` did: joined (or reopened) an escalation, opened a regression, or nothing."""
+
+    joined: list[int] = field(default_factory=list)
+    regression: dict[str, Any] | None = None
+
+    def as_outcome(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if self.joined:
+            found["joined"] = self.joined
+        if self.regression:
+            found["regression"] = self.regression
+        return found
+
+
+# -- before the escalation step ----------------------------------------------------------------------
+
+
+def place(
+    ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], bundle: Mapping[str, Any]
+) -> Placement:
+    """Join the open grouped escalation whose symptom this ticket shares, or handle a regression."""
+    from worker import regression
+    from worker.symptom_index import index_for
+
+    rt = runtime_for(ctx.settings)
+    placement = Placement()
+    raw = bundle.get("ticket") or {}
+    text = f"{raw.get('subject') or ''}\n{raw.get('description') or ''}".strip()
+    if not text:
+        return placement
+    destinations = grouped(rt.rules)
+    index = index_for(ctx.store, rt.matcher)
+    hits = [hit for hit, _row in index.matches(ctx.store, text, exclude=ref)]
+    if not hits:
+        return placement
+    by_ticket = ctx.store.escalations_of_tickets(h.ticket for h in hits)
+    mine = {e.destination for e in ctx.store.escalations_for_ticket(ref, open_only=True)}
+    wanted = decision.get("destination") if decision.get("escalate") else None
+    open_match: dict[str, tuple[EscalationRecord, float]] = {}
+    resolved_match: tuple[EscalationRecord, float] | None = None
+    for hit in hits:  # best match first
+        for e in by_ticket.get(hit.ticket, []):
+            if e.destination not in destinations:
+                continue
+            if e.state in JOINABLE_STATES and e.destination not in mine and e.destination not in open_match:
+                if e.jira_key or e.destination == wanted:
+                    open_match[e.destination] = (e, hit.score)
+            elif e.state in RESOLVED_STATES and e.jira_key and resolved_match is None:
+                resolved_match = (e, hit.score)
+    for escalation, score in open_match.values():
+        if _join(ctx, escalation.id, ref, score):
+            placement.joined.append(escalation.id)
+    if resolved_match is not None and resolved_match[0].destination not in (*open_match, *mine):
+        old, score = resolved_match
+        if regression.is_regression(ctx, ref, raw, old):
+            placement.regression = regression.handle(ctx, ref, decision, old, score)
+    return placement
+
+
+def _join(ctx: JobContext, escalation_id: int, ref: TicketRef, score: float, *, via: str = "symptom") -> bool:
+    with ctx.store.lock_escalation(escalation_id) as lock:
+        if lock.record.state not in JOINABLE_STATES:
+            return False
+        try:
+            linked = lock.link_ticket(ref)
+        except TicketAlreadyEscalated as exc:
+            log.info("ticket %s not joined to escalation %s: %s", ref.id, escalation_id, exc)
+            return False
+        if linked:
+            lock.record_action("escalate", JOINED, ref.id, detail={"score": round(score, 3), "via": via})
+        return linked
+
+
+# -- after the escalation step -----------------------------------------------------------------------
+
+
+def settle(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any]) -> dict[str, Any]:
+    """Gather the ticket's unsolved same-symptom tickets under its grouped escalations, then refresh each
+    (links, comments, rollup, severity)."""
+    rt = runtime_for(ctx.settings)
+    destinations = grouped(rt.rules)
+    mine = [e for e in ctx.store.escalations_for_ticket(ref, open_only=True) if e.destination in destinations]
+    related = [
+        r
+        for r in decision.get("related_tickets") or []
+        if str(r.get("status") or "").lower() not in ("solved", "closed") and r.get("ticket_id")
+    ]
+    result: dict[str, Any] = {}
+    for escalation in mine:
+        for r in related:
+            _join(
+                ctx,
+                escalation.id,
+                TicketRef.of(ref.source, r["ticket_id"]),
+                float(r.get("similarity") or 0),
+                via=f"related to #{ref.id}",
+            )
+        result[str(escalation.id)] = refresh(ctx, escalation.id)
+    return {"rollups": result} if result else {}
+
+
+def refresh(ctx: JobContext, escalation_id: int, *, now: datetime | None = None) -> dict[str, Any]:
+    """Recompute an escalation's rollup and carry it out: severity, and on Jira the links, the comments
+    for new accounts and the impact property. Safe to call any number of times."""
+    from worker.handoff import hand_off
+
+    rt = runtime_for(ctx.settings)
+    now = now or datetime.now(UTC)
+    escalation = ctx.store.escalation(escalation_id)
+    if escalation is None or escalation.state not in OPEN_STATES:
+        return {}
+    before = ctx.store.tracking(escalation_id).rollup
+    tickets = ticket_infos(ctx, escalation.tickets)
+    orgs = _organizations(ctx, tickets)
+    rollup = compute(rt.rules, tickets, orgs, now)
+    ctx.store.update_tracking(escalation_id, rollup=rollup)
+    floor = rollup.get("severity_floor")
+    raised_from = None
+    if rank(floor) > rank(escalation.severity):
+        with ctx.store.lock_escalation(escalation_id) as lock:
+            current = lock.record.severity
+            if rank(floor) > rank(current):
+                lock.set_severity(floor)
+                lock.record_action(
+                    "escalate",
+                    SEVERITY_RAISED,
+                    f"{escalation_id}:{floor}",
+                    detail={"from": current, "to": floor, "why": rollup.get("severity_reason")},
+                )
+                raised_from = current
+        escalation = ctx.store.escalation(escalation_id) or escalation
+    if escalation.jira_key:
+        _carry_to_jira(ctx, escalation, tickets, orgs, rollup, changed=before != rollup)
+    elif (
+        raised_from is not None
+        and escalation.state is EscalationState.SUGGESTED
+        and rt.rules.is_automatic(Destination(escalation.destination), _severity(escalation.severity))
+    ):
+        # The rollup made it an escalation the rules carry out without a click (e.g. critical).
+        hand_off(ctx, escalation.ticket, escalation.destination, actor="rollup")
+    return rollup
+
+
+def reconcile(ctx: JobContext, escalation: EscalationRecord) -> bool:
+    """Refresh a grouped escalation whose issue is missing a ticket's link or comment (a job that failed
+    half-way and was not retried, a click whose follow-up failed): the follow-through check calls this."""
+    rt = runtime_for(ctx.settings)
+    if not escalation.jira_key or escalation.destination not in grouped(rt.rules):
+        return False
+    done = ctx.store.ledger({REMOTE_LINK, JOIN_COMMENT}, escalation_id=escalation.id)
+    linked = {a.subject for a in done if a.action == REMOTE_LINK}
+    commented = {a.subject for a in done if a.action == JOIN_COMMENT}
+    missing = any(t.id not in linked for t in escalation.tickets) or any(
+        t.id not in commented for t in escalation.tickets[1:]
+    )
+    if missing:
+        refresh(ctx, escalation.id)
+    return missing
+
+
+def _severity(value: str | None) -> Any:
+    from rules.ruleset import Severity
+
+    return Severity(value) if value else None
+
+
+# -- the rollup ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TicketInfo:
+    ref: TicketRef
+    organization_id: str | None
+    requester_id: str | None
+    created_at: datetime | None
+    subject: str
+
+
+def ticket_infos(ctx: JobContext, refs: Sequence[TicketRef]) -> list[TicketInfo]:
+    """What the rollup needs of each linked ticket: from the symptom index, Zendesk for the rest."""
+    rt = runtime_for(ctx.settings)
+    found = []
+    rows = ctx.store.symptom_rows_for(refs)
+    for ref in refs:
+        row = rows.get(ref)
+        if row is not None:
+            found.append(TicketInfo(ref, row.organization_id, row.requester_id, row.created_at, row.subject))
+            continue
+        raw = rt.zendesk.get_ticket(int(ref.id))
+        found.append(
+            TicketInfo(
+                ref,
+                _text(raw.get("organization_id")),
+                _text(raw.get("requester_id")),
+                timestamp(raw.get("created_at")),
+                str(raw.get("subject") or ""),
+            )
+        )
+    return found
+
+
+def _text(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _organizations(ctx: JobContext, tickets: Sequence[TicketInfo]) -> dict[str, dict[str, Any]]:
+    ids = sorted({t.organization_id for t in tickets if t.organization_id})
+    if not ids:
+        return {}
+    return {str(o["id"]): o for o in runtime_for(ctx.settings).zendesk.organizations(ids)}
+
+
+def compute(
+    rules: Ruleset, tickets: Sequence[TicketInfo], orgs: Mapping[str, Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """The impact rollup (POLICY.md §5 breadth and revenue, summed over the linked tickets; each
+    organization counted once) and the severity floor it sets (POLICY.md §4)."""
+    arr_key = rules.fields.organization.arr
+    high = rules.thresholds.high_value_arr
+    customers: dict[str, dict[str, Any]] = {}
+    for t in tickets:
+        key = f"org:{t.organization_id}" if t.organization_id else f"user:{t.requester_id or t.ref.id}"
+        entry = customers.setdefault(key, {"tickets": []})
+        entry["tickets"].append(t.ref.id)
+        if t.organization_id:
+            org = orgs.get(t.organization_id) or {}
+            entry.update(
+                id=t.organization_id,
+                name=org.get("name") or f"organization {t.organization_id}",
+                arr=number((org.get("organization_fields") or {}).get(arr_key)),
+            )
+        else:
+            entry.update(id=None, name=f"requester {t.requester_id or 'unknown'}", arr=None)
+    known = [c["arr"] for c in customers.values() if c["arr"] is not None]
+    high_value = [c["name"] for c in customers.values() if c["arr"] is not None and c["arr"] >= high]
+    days = rules.thresholds.lookback_days
+    created = sorted(t.created_at for t in tickets if t.created_at)
+    recent = sum(1 for c in created if c >= now - timedelta(days=days / 2))
+    earlier = sum(1 for c in created if now - timedelta(days=days) <= c < now - timedelta(days=days / 2))
+    needed = rules.thresholds.critical_high_value_organizations
+    floor = "critical" if len(high_value) >= needed else None
+    return {
+        "customers": len(customers),
+        "tickets": len(tickets),
+        "currency": rules.fields.currency,
+        "arr_exposed": sum(known) if known else None,
+        "customers_without_arr": [c["name"] for c in customers.values() if c["arr"] is None],
+        "accounts": sorted(customers.values(), key=lambda c: (-(c["arr"] or 0), c["name"])),
+        "high_value_customers": sorted(high_value),
+        "window_days": days,
+        "first_reported_at": _iso(created[0]) if created else None,
+        "last_reported_at": _iso(created[-1]) if created else None,
+        "last_24h": sum(1 for c in created if c >= now - timedelta(hours=24)),
+        "recent_half_window": recent,
+        "earlier_half_window": earlier,
+        "growing": (recent > earlier) if len(created) >= 2 else None,
+        "severity_floor": floor,
+        "severity_reason": (
+            f"{len(high_value)} accounts with ARR ≥ {high:,.0f} share the symptom "
+            f"({', '.join(sorted(high_value))})"
+            if floor
+            else None
+        ),
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def money(amount: float | None, currency: str) -> str:
+    return "ARR unknown" if amount is None else f"{currency} {amount:,.0f}"
+
+
+def summary_line(rollup: Mapping[str, Any]) -> str:
+    """ "3 customers · 4 tickets · USD 580,000 ARR exposed · growing (3 in the last 7 days, 1 before)"."""
+    customers, tickets = rollup.get("customers", 0), rollup.get("tickets", 0)
+    parts = [
+        f"{customers} customer{'s' if customers != 1 else ''}",
+        f"{tickets} ticket{'s' if tickets != 1 else ''}",
+        f"{money(rollup.get('arr_exposed'), rollup.get('currency') or 'USD')} ARR exposed"
+        if rollup.get("arr_exposed") is not None
+        else "ARR exposed unknown",
+    ]
+    growing = rollup.get("growing")
+    half = float(rollup.get("window_days") or 14) / 2
+    recent, earlier = rollup.get("recent_half_window", 0), rollup.get("earlier_half_window", 0)
+    trend = f"{recent} in the last {half:g} days, {earlier} before"
+    if growing is True:
+        parts.append(f"growing ({trend})")
+    elif growing is False:
+        parts.append(f"not growing ({trend})")
+    return " · ".join(parts)
+
+
+def followup_view(store: Any, escalation: EscalationRecord) -> dict[str, Any]:
+    """What the sidebar shows of an escalation beyond its state: the rollup line and the stall."""
+    tracking = store.tracking(escalation.id)
+    view: dict[str, Any] = {}
+    if tracking.rollup:
+        view["rollup"] = dict(tracking.rollup)
+        view["rollup_summary"] = summary_line(tracking.rollup)
+    if tracking.stalled_since is not None:
+        view["stalled_since"] = tracking.stalled_since.isoformat()
+        view["missed_check_ins"] = tracking.missed_intervals
+    return view
+
+
+# -- on the Jira issue ---------------------------------------------------------------------------------
+
+
+def _carry_to_jira(
+    ctx: JobContext,
+    escalation: EscalationRecord,
+    tickets: Sequence[TicketInfo],
+    orgs: Mapping[str, Mapping[str, Any]],
+    rollup: Mapping[str, Any],
+    *,
+    changed: bool,
+) -> None:
+    rt = runtime_for(ctx.settings)
+    key = escalation.jira_key
+    assert key is not None
+    store = ctx.store
+    for t in tickets:
+        if store.ledger_has(REMOTE_LINK, t.ref.id, escalation_id=escalation.id):
+            continue
+        url = rt.zendesk.ticket_url(int(t.ref.id))
+        title = f"Zendesk #{t.ref.id}: {t.subject}".strip()
+        rt.jira.upsert_remote_link(key, ticket_url=url, ticket_id=t.ref.id, title=title)
+        rt.zendesk.record_jira_link(int(t.ref.id), key, rt.jira.browse_url(key))
+        store.record_action("jira", REMOTE_LINK, t.ref.id, escalation_id=escalation.id, detail={"key": key})
+    newcomers = [
+        t
+        for t in tickets[1:]  # the first is the ticket the issue was created from: its package says it all
+        if not store.ledger_has(JOIN_COMMENT, t.ref.id, escalation_id=escalation.id)
+    ]
+    if newcomers:
+        lines = [_newcomer_line(rt.rules, t, orgs, rt.zendesk.ticket_url(int(t.ref.id))) for t in newcomers]
+        count = len({t.organization_id or t.ref.id for t in newcomers})
+        who = f"{count} more customers report" if count != 1 else "1 more customer reports"
+        head = f"{COMMENT_MARK} {who} this symptom."
+        text = "\n\n".join([head, *lines, f"Impact now: {summary_line(rollup)}."])
+        rt.jira.add_comment(key, body_adf=adf_from_text(text), body_wiki=text)
+        for t in newcomers:
+            store.record_action(
+                "jira", JOIN_COMMENT, t.ref.id, escalation_id=escalation.id, detail={"key": key}
+            )
+    if changed or not store.ledger_has(IMPACT_SET, str(escalation.id), escalation_id=escalation.id):
+        rt.jira.set_property(key, IMPACT_PROPERTY, dict(rollup))
+        store.record_action(
+            "jira",
+            IMPACT_SET,
+            str(escalation.id),
+            escalation_id=escalation.id,
+            detail={"customers": rollup.get("customers"), "tickets": rollup.get("tickets")},
+        )
+    _tell_severity(ctx, escalation, rollup)
+
+
+def _newcomer_line(rules: Ruleset, t: TicketInfo, orgs: Mapping[str, Mapping[str, Any]], url: str) -> str:
+    org = orgs.get(t.organization_id or "") or {}
+    fallback = f"organization {t.organization_id}" if t.organization_id else "no organization"
+    name = org.get("name") or fallback
+    arr = number((org.get("organization_fields") or {}).get(rules.fields.organization.arr))
+    return f"Zendesk #{t.ref.id} from {name} (ARR {money(arr, rules.fields.currency)}): {t.subject} ({url})"
+
+
+def _tell_severity(ctx: JobContext, escalation: EscalationRecord, rollup: Mapping[str, Any]) -> None:
+    """Engineering hears when the escalation's severity is above what the issue last said: the priority
+    follows the rules' ``priority_by_severity`` and a comment says why."""
+    rt = runtime_for(ctx.settings)
+    key = escalation.jira_key
+    assert key is not None
+    told = ctx.store.ledger({JIRA_SEVERITY}, escalation_id=escalation.id, limit=1)
+    if told:
+        known = (told[0].detail or {}).get("severity")
+    else:
+        labels = [x.removeprefix("severity-") for x in rt.jira.labels(key) if x.startswith("severity-")]
+        known = labels[0] if labels else None
+    current = escalation.severity
+    if rank(current) <= rank(known):
+        if not told:
+            ctx.store.record_action(
+                "jira",
+                JIRA_SEVERITY,
+                str(escalation.id),
+                escalation_id=escalation.id,
+                detail={"severity": known},
+            )
+        return
+    target = rt.rules.destinations[Destination(escalation.destination)].jira
+    priority = target.priority_by_severity.get(_severity(current)) if target else None
+    if priority:
+        rt.jira.set_priority(key, priority)
+    rt.jira.replace_labels(key, add=[f"severity-{current}"], remove=[f"severity-{known}"] if known else [])
+    why = rollup.get("severity_reason") or "the rollup of affected customers"
+    text = (
+        f"{COMMENT_MARK} severity raised from {known or 'unknown'} to {current}: {why}. "
+        f"Impact now: {summary_line(rollup)}."
+    )
+    rt.jira.add_comment(key, body_adf=adf_from_text(text), body_wiki=text)
+    ctx.store.record_action(
+        "jira",
+        JIRA_SEVERITY,
+        str(escalation.id),
+        escalation_id=escalation.id,
+        detail={"severity": current, "from": known, "priority": priority},
+    )

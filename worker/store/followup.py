@@ -1,0 +1,387 @@
+"""The Store's verbs for issue 6: the symptom index rows, the index's named state, per-escalation
+tracking (last movement, stall, rollup, regression) and ledger look-ups in the audit log.
+
+Mixed into ``Store`` like ``EscalationVerbs``; every verb is one short transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
+from worker.store.models import AuditEntry, Escalation, EscalationTicket, utcnow
+from worker.store.records import ActionRecord, EscalationRecord, TicketRef
+
+# Columns a process needs to keep its in-memory matrix in sync (no text: that is fetched per match).
+_SYNC_COLUMNS = (
+    SymptomRow.id,
+    SymptomRow.source,
+    SymptomRow.ticket_id,
+    SymptomRow.organization_id,
+    SymptomRow.created_at,
+    SymptomRow.updated_at,
+    SymptomRow.indexed_at,
+    SymptomRow.text_hash,
+    SymptomRow.matcher,
+    SymptomRow.embedding,
+)
+_UPSERT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SymptomEntry:
+    """One ticket to index (what goes in)."""
+
+    source: str
+    ticket_id: str
+    subject: str
+    description: str
+    text_hash: str
+    matcher: str
+    embedding: bytes | None
+    organization_id: str | None = None
+    requester_id: str | None = None
+    status: str | None = None
+    tags: tuple[str, ...] = ()
+    custom_fields: Mapping[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SymptomRecord:
+    """One indexed ticket (what comes out). ``subject``/``description``/``tags``/``custom_fields`` are
+    empty in sync reads, which carry only what the matrix needs."""
+
+    id: int
+    source: str
+    ticket_id: str
+    organization_id: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    indexed_at: datetime
+    text_hash: str
+    matcher: str
+    embedding: bytes | None
+    requester_id: str | None = None
+    status: str | None = None
+    tags: tuple[str, ...] = ()
+    custom_fields: Mapping[str, Any] = field(default_factory=dict)
+    subject: str = ""
+    description: str = ""
+
+    @property
+    def ref(self) -> TicketRef:
+        return TicketRef(self.source, self.ticket_id)
+
+
+@dataclass(frozen=True)
+class TrackingRecord:
+    escalation_id: int
+    last_movement_at: datetime | None = None
+    last_movement: str | None = None
+    jira_status: str | None = None
+    resolved_at: datetime | None = None
+    stalled_since: datetime | None = None
+    missed_intervals: int = 0
+    rollup: Mapping[str, Any] | None = None
+    regression_of: int | None = None
+
+
+_TRACKING_FIELDS = frozenset(
+    {
+        "last_movement_at",
+        "last_movement",
+        "jira_status",
+        "resolved_at",
+        "stalled_since",
+        "missed_intervals",
+        "rollup",
+        "regression_of",
+    }
+)
+
+
+def _full(row: SymptomRow) -> SymptomRecord:
+    return SymptomRecord(
+        id=row.id,
+        source=row.source,
+        ticket_id=row.ticket_id,
+        organization_id=row.organization_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        indexed_at=row.indexed_at,
+        text_hash=row.text_hash,
+        matcher=row.matcher,
+        embedding=row.embedding,
+        requester_id=row.requester_id,
+        status=row.status,
+        tags=tuple(row.tags or ()),
+        custom_fields=dict(row.custom_fields or {}),
+        subject=row.subject,
+        description=row.description,
+    )
+
+
+def _tracking(row: EscalationTracking | None, escalation_id: int) -> TrackingRecord:
+    if row is None:
+        return TrackingRecord(escalation_id)
+    return TrackingRecord(
+        escalation_id=row.escalation_id,
+        last_movement_at=row.last_movement_at,
+        last_movement=row.last_movement,
+        jira_status=row.jira_status,
+        resolved_at=row.resolved_at,
+        stalled_since=row.stalled_since,
+        missed_intervals=row.missed_intervals or 0,
+        rollup=row.rollup,
+        regression_of=row.regression_of,
+    )
+
+
+class FollowupVerbs:
+    """The issue-6 half of the Store (mixed into it); needs ``_session(write=...)``."""
+
+    def _session(self, *, write: bool = False) -> AbstractContextManager[Session]:
+        raise NotImplementedError
+
+    # -- the symptom index --------------------------------------------------------------------
+
+    def upsert_symptoms(self, entries: Sequence[SymptomEntry]) -> int:
+        """Insert or update tickets in the index (one row per source and ticket id); returns how many."""
+        if not entries:
+            return 0
+        now = utcnow()
+        with self._session(write=True) as session:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            for start in range(0, len(entries), _UPSERT_BATCH):
+                values = [_values(e, now) for e in entries[start : start + _UPSERT_BATCH]]
+                stmt = insert(SymptomRow)
+                updated = {k: stmt.excluded[k] for k in values[0] if k not in ("source", "ticket_id")}
+                session.execute(
+                    stmt.on_conflict_do_update(index_elements=["source", "ticket_id"], set_=updated), values
+                )
+        return len(entries)
+
+    def symptom_rows_since(
+        self, indexed_after: datetime | None, *, after_id: int | None = None, limit: int | None = None
+    ) -> list[SymptomRecord]:
+        """Rows written after ``indexed_after`` (all when None), in write order, without their text.
+
+        With ``after_id`` the position is (``indexed_after``, ``after_id``): rows written at that same
+        instant with a higher id come too, which is how a long read continues page by page."""
+        with self._session() as session:
+            query = select(*_SYNC_COLUMNS).order_by(SymptomRow.indexed_at, SymptomRow.id)
+            if indexed_after is not None and after_id is None:
+                query = query.where(SymptomRow.indexed_at > indexed_after)
+            elif indexed_after is not None:
+                query = query.where(
+                    or_(
+                        SymptomRow.indexed_at > indexed_after,
+                        and_(SymptomRow.indexed_at == indexed_after, SymptomRow.id > after_id),
+                    )
+                )
+            if limit is not None:
+                query = query.limit(limit)
+            return [SymptomRecord(*row) for row in session.execute(query)]
+
+    def symptom_rows(self, ids: Iterable[int]) -> list[SymptomRecord]:
+        """Full rows by id, in the order given; ids no longer stored are skipped."""
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        if not wanted:
+            return []
+        with self._session() as session:
+            found = {
+                r.id: _full(r) for r in session.scalars(select(SymptomRow).where(SymptomRow.id.in_(wanted)))
+            }
+        return [found[i] for i in wanted if i in found]
+
+    def symptom_row(self, ticket: TicketRef) -> SymptomRecord | None:
+        with self._session() as session:
+            row = session.scalars(
+                select(SymptomRow).where(
+                    SymptomRow.source == ticket.source, SymptomRow.ticket_id == ticket.id
+                )
+            ).one_or_none()
+            return _full(row) if row is not None else None
+
+    def symptom_max_id(self) -> int:
+        """The highest row id: a copy that has seen a higher one is looking at a database since reset."""
+        with self._session() as session:
+            return int(session.scalar(select(func.max(SymptomRow.id))) or 0)
+
+    def symptom_rows_for(self, tickets: Iterable[TicketRef]) -> dict[TicketRef, SymptomRecord]:
+        """Full rows of the given tickets that are indexed, in one query per helpdesk."""
+        by_source: dict[str, set[str]] = {}
+        for t in tickets:
+            by_source.setdefault(t.source, set()).add(t.id)
+        found: dict[TicketRef, SymptomRecord] = {}
+        with self._session() as session:
+            for source, ids in by_source.items():
+                query = select(SymptomRow).where(
+                    SymptomRow.source == source, SymptomRow.ticket_id.in_(sorted(ids))
+                )
+                for row in session.scalars(query):
+                    found[TicketRef(row.source, row.ticket_id)] = _full(row)
+        return found
+
+    def count_symptoms(self) -> int:
+        with self._session() as session:
+            return int(session.scalar(select(func.count()).select_from(SymptomRow)) or 0)
+
+    def prune_symptoms(self, created_before: datetime) -> int:
+        """Forget tickets created before the cutoff, except those under an escalation: their symptom is
+        what a resurfacing problem is recognised by."""
+        linked = exists().where(
+            and_(
+                EscalationTicket.ticket_source == SymptomRow.source,
+                EscalationTicket.ticket_id == SymptomRow.ticket_id,
+            )
+        )
+        with self._session(write=True) as session:
+            result = session.execute(
+                delete(SymptomRow).where(SymptomRow.created_at < created_before, ~linked)
+            )
+            return int(result.rowcount or 0)
+
+    def index_state(self, name: str) -> dict[str, Any] | None:
+        with self._session() as session:
+            row = session.get(IndexState, name)
+            return dict(row.value) if row is not None else None
+
+    def set_index_state(self, name: str, value: Mapping[str, Any]) -> None:
+        with self._session(write=True) as session:
+            row = session.get(IndexState, name)
+            if row is None:
+                session.add(IndexState(name=name, value=dict(value)))
+            else:
+                row.value = dict(value)
+                row.updated_at = utcnow()
+
+    # -- escalations seen from their tickets --------------------------------------------------
+
+    def escalation(self, escalation_id: int) -> EscalationRecord | None:
+        with self._session() as session:
+            row = session.get(Escalation, escalation_id)
+            return EscalationRecord.of(row) if row is not None else None
+
+    def escalations_of_tickets(self, tickets: Iterable[TicketRef]) -> dict[TicketRef, list[EscalationRecord]]:
+        """Every escalation each ticket is under (any state), oldest first."""
+        by_source: dict[str, set[str]] = {}
+        for t in tickets:
+            by_source.setdefault(t.source, set()).add(t.id)
+        found: dict[TicketRef, list[EscalationRecord]] = {}
+        with self._session() as session:
+            for source, ids in by_source.items():
+                query = (
+                    select(EscalationTicket.ticket_id, Escalation)
+                    .join(Escalation, EscalationTicket.escalation_id == Escalation.id)
+                    .where(
+                        EscalationTicket.ticket_source == source, EscalationTicket.ticket_id.in_(sorted(ids))
+                    )
+                    .order_by(Escalation.id)
+                )
+                for ticket_id, row in session.execute(query):
+                    found.setdefault(TicketRef(source, ticket_id), []).append(EscalationRecord.of(row))
+        return found
+
+    # -- tracking -----------------------------------------------------------------------------
+
+    def tracking(self, escalation_id: int) -> TrackingRecord:
+        with self._session() as session:
+            return _tracking(session.get(EscalationTracking, escalation_id), escalation_id)
+
+    def update_tracking(self, escalation_id: int, **changes: Any) -> TrackingRecord:
+        """Set some of an escalation's tracking fields (the row is made on first use)."""
+        unknown = set(changes) - _TRACKING_FIELDS
+        if unknown:
+            raise TypeError(f"unknown tracking field(s) {sorted(unknown)}")
+        with self._session(write=True) as session:
+            row = session.get(EscalationTracking, escalation_id, with_for_update=True)
+            if row is None:
+                row = EscalationTracking(escalation_id=escalation_id, missed_intervals=0)
+                session.add(row)
+            for name, value in changes.items():
+                setattr(row, name, value)
+            row.updated_at = utcnow()
+            session.flush()
+            return _tracking(row, escalation_id)
+
+    def trackings(self, escalation_ids: Iterable[int]) -> dict[int, TrackingRecord]:
+        ids = sorted(set(escalation_ids))
+        with self._session() as session:
+            rows = (
+                {
+                    r.escalation_id: r
+                    for r in session.scalars(
+                        select(EscalationTracking).where(EscalationTracking.escalation_id.in_(ids))
+                    )
+                }
+                if ids
+                else {}
+            )
+            return {i: _tracking(rows.get(i), i) for i in ids}
+
+    # -- the audit log as a ledger ------------------------------------------------------------
+
+    def ledger(
+        self,
+        actions: AbstractSet[str] | Sequence[str],
+        *,
+        escalation_id: int | None = None,
+        subject: str | None = None,
+        target: str | None = None,
+        limit: int = 1000,
+    ) -> list[ActionRecord]:
+        """Audited actions of the given kinds, newest first: what a retried job asks before acting."""
+        with self._session() as session:
+            query = (
+                select(AuditEntry)
+                .where(AuditEntry.action.in_(list(actions)))
+                .order_by(AuditEntry.id.desc())
+                .limit(limit)
+            )
+            if escalation_id is not None:
+                query = query.where(AuditEntry.escalation_id == escalation_id)
+            if subject is not None:
+                query = query.where(AuditEntry.subject == subject)
+            if target is not None:
+                query = query.where(AuditEntry.target == target)
+            return [ActionRecord.of(row) for row in session.scalars(query)]
+
+    def ledger_has(
+        self, action: str, subject: str, *, escalation_id: int | None = None, target: str | None = None
+    ) -> bool:
+        return bool(
+            self.ledger({action}, escalation_id=escalation_id, subject=subject, target=target, limit=1)
+        )
+
+
+def _values(entry: SymptomEntry, now: datetime) -> dict[str, Any]:
+    return {
+        "source": entry.source,
+        "ticket_id": entry.ticket_id,
+        "organization_id": entry.organization_id,
+        "requester_id": entry.requester_id,
+        "status": entry.status,
+        "tags": sorted(entry.tags),
+        "custom_fields": dict(entry.custom_fields) or None,
+        "subject": entry.subject,
+        "description": entry.description,
+        "text_hash": entry.text_hash,
+        "matcher": entry.matcher,
+        "embedding": entry.embedding,
+        "created_at": entry.created_at,
+        "updated_at": entry.updated_at,
+        "indexed_at": now,
+    }

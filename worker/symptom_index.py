@@ -1,0 +1,555 @@
+"""The symptom index: recent tickets with their embeddings, kept by the service so a new ticket is compared
+with the lookback window without searching Zendesk's history every time.
+
+The database is the truth (``symptom_index``, shared by every worker); each process keeps an in-memory
+half-precision matrix of the rows, synced incrementally by write time, so a query is one matrix-vector
+product (then the few candidates near the threshold are scored again exactly).
+Every ticket the worker assesses is indexed (and, while the index is not yet filled, the Zendesk history it
+fetched too); ``escalate backfill --days N`` fills it from Zendesk's incremental export, resumably.
+
+``fetch_bundle`` is what assessment calls: with the index filled over the lookback window (or
+``ESCALATE_SYMPTOM_INDEX=index``), the case's ``history`` is built from the index's matches instead of a
+Zendesk search; ``ESCALATE_SYMPTOM_INDEX=zendesk`` keeps the search (the index is still kept).
+
+Only tickets at or above the matcher's threshold become history: the rules use history only through the
+same-symptom matcher (``rules.facts``), which scores exactly these candidates again with the same
+vectors (handed to the matcher's cache), so the decision is the one the full history would give.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from rules.adapters.zendesk import ticket_from_zendesk
+from rules.similarity import SymptomMatcher
+from worker.store import Store, TicketRef
+from worker.store.followup import SymptomEntry, SymptomRecord
+
+log = logging.getLogger(__name__)
+
+SOURCE = "zendesk"
+MODE_ENV = "ESCALATE_SYMPTOM_INDEX"  # auto (default) | index | zendesk
+FILLED = "filled"  # {"since": iso}: the index holds every ticket created since then
+BACKFILL = "backfill"  # the incremental export's cursor and progress
+MAX_SUBJECT_CHARS = 1_000
+# The matcher reads at most the subject and 400 cleaned characters of the description; the rest is kept
+# only so a row can stand in for the ticket in a case's history.
+MAX_DESCRIPTION_CHARS = 4_000
+HISTORY_LIMIT = 200
+# A sync reads the rows stamped from this much before the previous sync began: a row stamped (by its
+# writer's clock) before that sync but committed after it is not missed. The index's writes are batches
+# of 500 rows, committed in well under a second; the margin also covers small clock differences.
+SYNC_OVERLAP = timedelta(seconds=15)
+FULL_RELOAD_EVERY = timedelta(hours=6)
+# Half-precision scores are within 3e-4 of float32's: candidates this close below the threshold are
+# scored again exactly.
+COARSE_SLACK = 0.002
+SYNC_PAGE = 5_000
+DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class Hit:
+    row_id: int
+    ticket: TicketRef
+    organization_id: str | None
+    created_at: datetime | None
+    score: float
+
+
+def mode() -> str:
+    value = os.environ.get(MODE_ENV, "auto").strip().lower() or "auto"
+    return value if value in ("auto", "index", "zendesk") else "auto"
+
+
+def _text_id(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def entry_text(raw: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(subject, description, text) as the index keeps them; ``text`` is what ``Ticket.text`` gives for
+    the stored (clipped) fields, so the row's embedding is the embedding of its own text."""
+    subject = str(raw.get("subject") or raw.get("raw_subject") or "")[:MAX_SUBJECT_CHARS]
+    description = str(raw.get("description") or "")[:MAX_DESCRIPTION_CHARS]
+    return subject, description, f"{subject}\n{description}".strip()
+
+
+def raw_from_row(row: SymptomRecord) -> dict[str, Any]:
+    """An indexed ticket in the Zendesk shape the case adapter reads for history."""
+    return {
+        "id": int(row.ticket_id) if row.ticket_id.isdigit() else row.ticket_id,
+        "subject": row.subject,
+        "description": row.description,
+        "status": row.status,
+        "tags": list(row.tags),
+        "requester_id": row.requester_id,
+        "organization_id": row.organization_id,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "custom_fields": [{"id": k, "value": v} for k, v in row.custom_fields.items()],
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def _epoch(moment: datetime | None) -> float:
+    return moment.timestamp() if moment is not None else float("nan")
+
+
+def _h64(digest: str) -> int:
+    """The first 64 bits of a hex digest: enough to tell a changed text from an unchanged one."""
+    return int(digest[:16], 16)
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the semantic matcher needs torch, so it is there
+        return None
+    return torch
+
+
+class SymptomIndex:
+    """One process's copy of the index for one matcher; thread-safe.
+
+    The vectors are kept as float16 (half the memory and half the bytes a query reads) and scored with
+    torch's half-precision matrix-vector product, which accumulates in float32: scores are within 3e-4 of
+    float32's (measured on the model's embeddings). A query keeps what scores within ``COARSE_SLACK`` of
+    the threshold and ``matches`` scores those again exactly, from the float32 vectors in the store.
+    """
+
+    def __init__(self, matcher: SymptomMatcher) -> None:
+        self.matcher = matcher
+        self.name = matcher.name
+        self.semantic = callable(getattr(matcher, "embed", None))
+        self.dims = int(getattr(matcher, "dimensions", 0)) if self.semantic else 0
+        self._torch = _torch() if self.semantic else None
+        self._lock = threading.RLock()
+        self._clear()
+
+    def _clear(self) -> None:
+        self._n = 0
+        self._matrix = np.zeros((0, self.dims), dtype=np.float16)
+        self._row_ids = np.zeros(0, dtype=np.int64)
+        self._created = np.zeros(0, dtype=np.float64)
+        self._updated = np.zeros(0, dtype=np.float64)
+        self._written = np.zeros(0, dtype=np.float64)  # the row's indexed_at: an unchanged re-read is skipped
+        self._hashes = np.zeros(0, dtype=np.uint64)
+        self._alive = np.zeros(0, dtype=bool)
+        self._keys: list[TicketRef] = []
+        self._orgs: list[str | None] = []
+        self._texts: list[str] = []  # lexical matcher only: it scores texts, not vectors
+        self._pos: dict[int, int] = {}
+        self._by_key: dict[TicketRef, int] = {}
+        self._synced_from: datetime | None = None
+        self._loaded_at: datetime | None = None
+        self._loaded_by = os.getpid()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._alive[: self._n].sum())
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the arrays (the matrix dominates: 768 bytes a ticket for all-MiniLM-L6-v2)."""
+        with self._lock:
+            arrays = (self._matrix, self._row_ids, self._created, self._updated, self._written, self._hashes)
+            return int(sum(a.nbytes for a in arrays) + self._alive.nbytes)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def add(self, store: Store, tickets: Iterable[Mapping[str, Any]], *, source: str = SOURCE) -> int:
+        """Index Zendesk-shaped tickets (new or changed ones only); returns how many rows were written."""
+        self.sync(store)
+        entries: list[tuple[Mapping[str, Any], str, str, str, str]] = []
+        seen: set[str] = set()
+        with self._lock:
+            for raw in tickets:
+                tid = _text_id(raw.get("id"))
+                if tid is None or tid in seen:
+                    continue
+                seen.add(tid)
+                subject, description, text = entry_text(raw)
+                digest = hashlib.sha256(f"{self.name}\n{text}".encode()).hexdigest()
+                pos = self._by_key.get(TicketRef(source, tid))
+                updated = _epoch(ticket_from_zendesk(dict(raw)).updated_at)
+                if (
+                    pos is not None
+                    and int(self._hashes[pos]) == _h64(digest)
+                    and not updated > self._updated[pos]
+                ):
+                    continue  # unchanged since it was indexed
+                entries.append((raw, subject, description, text, digest))
+        if not entries:
+            return 0
+        tickets_ = [ticket_from_zendesk(dict(e[0])) for e in entries]
+        live = [i for i, t in enumerate(tickets_) if t.status != DELETED]
+        vectors = self._embed([entries[i][3] for i in live])
+        embeddings: dict[int, bytes] = {}
+        if vectors is not None:
+            embeddings = {i: vectors[k].astype(np.float32).tobytes() for k, i in enumerate(live)}
+        rows = [
+            SymptomEntry(
+                source=source,
+                ticket_id=ticket.id,
+                subject=subject,
+                description=description,
+                text_hash=digest,
+                matcher=self.name,
+                embedding=embeddings.get(i),
+                organization_id=ticket.organization_id,
+                requester_id=ticket.requester_id,
+                status=ticket.status,
+                tags=tuple(sorted(ticket.tags)),
+                custom_fields=dict(ticket.custom_fields),
+                created_at=ticket.created_at,
+                updated_at=ticket.updated_at,
+            )
+            for i, (ticket, (_raw, subject, description, _text, digest)) in enumerate(
+                zip(tickets_, entries, strict=True)
+            )
+        ]
+        store.upsert_symptoms(rows)
+        self.sync(store)
+        return len(rows)
+
+    def _embed(self, texts: list[str]) -> np.ndarray | None:
+        if not self.semantic or not texts:
+            return None
+        return np.asarray(self.matcher.embed(texts), dtype=np.float32)  # type: ignore[attr-defined]
+
+    # -- syncing ---------------------------------------------------------------------------------
+
+    def sync(self, store: Store, *, now: datetime | None = None) -> int:
+        """Bring this process's copy up to the database, reading in pages; returns the rows read.
+
+        A full reload now and then drops what was pruned; one happens at once when the table was emptied
+        or restored (its highest id is below one this copy has seen)."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            # A forked job process keeps its parent's copy and reads only what changed: a full reload
+            # there would cost every job the whole load.
+            own = self._loaded_by == os.getpid()
+            stale = self._loaded_at is None or (own and now - self._loaded_at > FULL_RELOAD_EVERY)
+            if not stale and self._n and store.symptom_max_id() < int(self._row_ids[: self._n].max()):
+                stale = True
+            if stale:
+                self._clear()
+                self._loaded_at, self._loaded_by = now, os.getpid()
+                expected = store.count_symptoms()
+                self._grow(expected + expected // 8)  # room for a few days of new tickets
+            started = datetime.now(UTC)
+            at, after_id = self._synced_from, None
+            total = 0
+            while True:
+                rows = store.symptom_rows_since(at, after_id=after_id, limit=SYNC_PAGE)
+                if not rows:
+                    break
+                self._put(rows)
+                if not self.semantic:
+                    self._load_texts(store, [r.id for r in rows])
+                total += len(rows)
+                at, after_id = rows[-1].indexed_at, rows[-1].id
+                if len(rows) < SYNC_PAGE:
+                    break
+            # Next time, read from a little before this sync began: a row stamped earlier whose
+            # transaction committed after this read is not missed.
+            self._synced_from = started - SYNC_OVERLAP
+            return total
+
+    def _put(self, rows: Sequence[SymptomRecord]) -> None:
+        fresh = []
+        for r in rows:
+            pos = self._pos.get(r.id)
+            if pos is None:
+                fresh.append(r)
+            elif self._written[pos] != r.indexed_at.timestamp():
+                self._set(pos, r)
+        if not fresh:
+            return
+        start, end = self._n, self._n + len(fresh)
+        self._grow(end)
+        for offset, r in enumerate(fresh):
+            pos = start + offset
+            ref = TicketRef(sys.intern(r.source), r.ticket_id)
+            old = self._by_key.get(ref)
+            if old is not None:  # the same ticket under a new row id (deleted and indexed again)
+                self._alive[old] = False
+            self._pos[r.id] = pos
+            self._by_key[ref] = pos
+            self._keys.append(ref)
+            self._orgs.append(sys.intern(r.organization_id) if r.organization_id else None)
+            self._texts.append("")
+        self._n = end
+        self._row_ids[start:end] = [r.id for r in fresh]
+        self._created[start:end] = [_epoch(r.created_at) for r in fresh]
+        self._updated[start:end] = [_epoch(r.updated_at) for r in fresh]
+        self._written[start:end] = [r.indexed_at.timestamp() for r in fresh]
+        self._hashes[start:end] = np.array([_h64(r.text_hash) for r in fresh], dtype=np.uint64)
+        usable = [i for i, r in enumerate(fresh) if self._usable(r)]
+        self._alive[start:end] = False
+        if usable:
+            at = np.asarray(usable, dtype=np.int64) + start
+            self._alive[at] = True
+            if self.semantic:
+                blob = b"".join(fresh[i].embedding or b"" for i in usable)
+                self._matrix[at] = np.frombuffer(blob, dtype=np.float32).reshape(len(usable), self.dims)
+
+    def _set(self, pos: int, r: SymptomRecord) -> None:
+        ref = TicketRef(r.source, r.ticket_id)
+        if self._keys[pos] != ref:  # cannot happen unless ids were reused; keep the copy consistent
+            self._by_key.pop(self._keys[pos], None)
+            self._keys[pos] = ref
+            self._by_key[ref] = pos
+        self._orgs[pos] = r.organization_id
+        self._hashes[pos] = np.uint64(_h64(r.text_hash))
+        self._updated[pos] = _epoch(r.updated_at)
+        self._written[pos] = r.indexed_at.timestamp()
+        self._created[pos] = _epoch(r.created_at)
+        usable = self._usable(r)
+        if usable and self.semantic:
+            self._matrix[pos] = np.frombuffer(r.embedding or b"", dtype=np.float32)
+        self._alive[pos] = usable
+
+    def _usable(self, r: SymptomRecord) -> bool:
+        if r.matcher != self.name:
+            return False  # embedded by another model: not comparable (a backfill embeds it again)
+        if self.semantic:
+            return r.embedding is not None and len(r.embedding) == self.dims * 4
+        return True
+
+    def _grow(self, needed: int) -> None:
+        capacity = len(self._row_ids)
+        if needed <= capacity:
+            return
+        new = max(needed, capacity + capacity // 2, 1024)
+        matrix = np.zeros((new, self.dims), dtype=np.float16)
+        matrix[: self._n] = self._matrix[: self._n]
+        self._matrix = matrix
+        for name in ("_row_ids", "_created", "_updated", "_written", "_hashes", "_alive"):
+            old = getattr(self, name)
+            grown = np.zeros(new, dtype=old.dtype)
+            grown[: self._n] = old[: self._n]
+            setattr(self, name, grown)
+
+    def _load_texts(self, store: Store, ids: list[int]) -> None:
+        for row in store.symptom_rows(ids):
+            pos = self._pos.get(row.id)
+            if pos is not None:
+                self._texts[pos] = entry_text(raw_from_row(row))[2]
+
+    # -- querying --------------------------------------------------------------------------------
+
+    def vector(self, text: str) -> np.ndarray | None:
+        vectors = self._embed([text])
+        return vectors[0] if vectors is not None else None
+
+    def _scores(self, text: str, vector: np.ndarray | None, n: int) -> np.ndarray:
+        if not self.semantic:
+            return np.asarray(self.matcher.scores(text, self._texts[:n]), dtype=np.float32)
+        assert vector is not None
+        query = np.ascontiguousarray(vector, dtype=np.float16)
+        if self._torch is not None:
+            torch = self._torch
+            product = torch.mv(torch.from_numpy(self._matrix[:n]), torch.from_numpy(query))
+            return product.float().numpy()
+        return self._matrix[:n].astype(np.float32) @ query.astype(np.float32)
+
+    def query(
+        self,
+        text: str,
+        *,
+        vector: np.ndarray | None = None,
+        since: datetime | None = None,
+        exclude: TicketRef | None = None,
+        threshold: float | None = None,
+        limit: int = HISTORY_LIMIT,
+    ) -> list[Hit]:
+        """Candidates with the same symptom as ``text``, best first: created since ``since`` (or of unknown
+        age), scoring (in half precision) within ``COARSE_SLACK`` of the threshold (the matcher's by
+        default) or above. ``matches`` turns them into exact matches."""
+        cutoff = (self.matcher.threshold if threshold is None else threshold) - COARSE_SLACK
+        if self.semantic and vector is None:
+            vector = self.vector(text)
+        with self._lock:
+            n = self._n
+            if n == 0:
+                return []
+            scores = self._scores(text, vector, n)
+            hits = np.flatnonzero(scores >= cutoff)  # a few dozen of 100,000: the rest is cheap
+            keep = self._alive[hits]
+            if since is not None:
+                created = self._created[hits]
+                keep &= (created >= since.timestamp()) | np.isnan(created)
+            if exclude is not None and exclude in self._by_key:
+                keep &= hits != self._by_key[exclude]
+            hits = hits[keep]
+            ordered = hits[np.argsort(-scores[hits], kind="stable")][:limit]
+            return [
+                Hit(
+                    row_id=int(self._row_ids[i]),
+                    ticket=self._keys[i],
+                    organization_id=self._orgs[i],
+                    created_at=None
+                    if np.isnan(self._created[i])
+                    else datetime.fromtimestamp(self._created[i], UTC),
+                    score=float(scores[i]),
+                )
+                for i in ordered
+            ]
+
+    def matches(
+        self,
+        store: Store,
+        text: str,
+        *,
+        vector: np.ndarray | None = None,
+        since: datetime | None = None,
+        exclude: TicketRef | None = None,
+        threshold: float | None = None,
+        limit: int = HISTORY_LIMIT,
+    ) -> list[tuple[Hit, SymptomRecord]]:
+        """Indexed tickets at or above the threshold, best first, with their rows: the candidates of
+        ``query`` scored again in float32 from the store's vectors (the rules' own arithmetic)."""
+        wanted = self.matcher.threshold if threshold is None else threshold
+        if self.semantic and vector is None:
+            vector = self.vector(text)
+        hits = self.query(
+            text, vector=vector, since=since, exclude=exclude, threshold=wanted, limit=limit * 2
+        )
+        rows = {r.id: r for r in store.symptom_rows([h.row_id for h in hits])}
+        found: list[tuple[Hit, SymptomRecord]] = []
+        for hit in hits:
+            row = rows.get(hit.row_id)
+            if row is None:
+                continue
+            score = hit.score
+            if vector is not None and row.embedding:
+                score = float(np.frombuffer(row.embedding, dtype=np.float32) @ vector)
+            if score >= wanted - 1e-6:  # the rules score the same vectors; summation order may differ
+                found.append((replace(hit, score=score), row))
+        found.sort(key=lambda pair: -pair[0].score)
+        return found[:limit]
+
+    def remember(self, rows: Sequence[SymptomRecord]) -> None:
+        """Hand the rows' stored vectors to the matcher's cache: the rules then score them without running
+        the model again (in a forked job process the cache starts empty)."""
+        remember = getattr(self.matcher, "remember", None)
+        usable = [r for r in rows if self._usable(r) and r.embedding]
+        if remember is None or not usable or not self.semantic:
+            return
+        texts = [entry_text(raw_from_row(r))[2] for r in usable]
+        vectors = np.frombuffer(b"".join(r.embedding or b"" for r in usable), dtype=np.float32)
+        remember(texts, vectors.reshape(len(usable), self.dims))
+
+
+# -- one copy per process and matcher --------------------------------------------------------------
+
+_indexes: dict[tuple[str, str], SymptomIndex] = {}
+_registry_lock = threading.Lock()
+
+
+def index_for(store: Store, matcher: SymptomMatcher) -> SymptomIndex:
+    """This process's index for the store's database and the matcher (built empty; syncs on use).
+
+    Keyed by the database URL, not the Store object: a forked job process builds its own Store but keeps
+    the copy its parent loaded before the fork (``preload``), and syncs only what changed since."""
+    key = (store.engine.url.render_as_string(hide_password=True), matcher.name)
+    with _registry_lock:
+        index = _indexes.get(key)
+        if index is None:
+            index = _indexes[key] = SymptomIndex(matcher)
+        index.matcher = matcher  # the same model; the threshold may differ after a rules reload
+        return index
+
+
+def reset_indexes() -> None:
+    """Forget every in-memory copy (they rebuild from the database on next use)."""
+    with _registry_lock:
+        _indexes.clear()
+
+
+def preload(database_url: str, matcher: SymptomMatcher) -> int:
+    """Load the index in a forking worker's main process, before the fork (``worker.jobs.preload``): every
+    job process then starts from this copy and reads only what changed since. The connection is closed
+    again before this returns, so nothing database-side crosses the fork."""
+    store = Store.from_url(database_url)
+    try:
+        index = index_for(store, matcher)
+        index.sync(store)
+        return len(index)
+    finally:
+        store.dispose()
+
+
+def is_filled(store: Store, now: datetime, days: float) -> bool:
+    state = store.index_state(FILLED) or {}
+    since = state.get("since")
+    try:
+        return since is not None and datetime.fromisoformat(since) <= now - timedelta(days=days)
+    except ValueError:
+        return False
+
+
+def mark_filled(store: Store, since: datetime) -> None:
+    """Record that the index holds every ticket created since ``since`` (keeps the earliest claim)."""
+    state = store.index_state(FILLED) or {}
+    current = state.get("since")
+    if current is None or datetime.fromisoformat(current) > since:
+        store.set_index_state(FILLED, {"since": since.astimezone(UTC).isoformat()})
+
+
+# -- what assessment calls ---------------------------------------------------------------------------
+
+
+def fetch_bundle(ctx: Any, ticket_id: int, *, now: datetime | None = None) -> dict[str, Any]:
+    """The case bundle for ``ticket_id``, its history from the index when the index covers the lookback
+    window (or is forced on), from Zendesk's search otherwise; either way the ticket (and, on the Zendesk
+    path, its history) is indexed."""
+    from worker.runtime import runtime_for
+
+    rt = runtime_for(ctx.settings)
+    now = now or datetime.now(UTC)
+    days = rt.rules.thresholds.lookback_days
+    index = index_for(ctx.store, rt.matcher)
+    chosen = mode()
+    use_index = chosen == "index" or (chosen == "auto" and is_filled(ctx.store, now, days))
+    if not use_index:
+        bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=int(days))
+        history = list(bundle.get("history") or [])
+        index.add(ctx.store, [bundle["ticket"], *history])
+        if "history" in bundle and len(history) < _history_limit():
+            # The search returned the whole window: from now on the index has every ticket of it.
+            mark_filled(ctx.store, now - timedelta(days=int(days)))
+        return bundle
+    bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=0)
+    index.add(ctx.store, [bundle["ticket"]])
+    ref = TicketRef.of(SOURCE, ticket_id)
+    text = ticket_from_zendesk(bundle["ticket"]).text
+    found = index.matches(ctx.store, text, since=now - timedelta(days=days), exclude=ref) if text else []
+    rows = [row for _hit, row in found]
+    index.remember(rows)
+    bundle["history"] = [raw_from_row(r) for r in rows]
+    known = {str(o.get("id")) for o in bundle.get("organizations") or []}
+    wanted = {r.organization_id for r in rows if r.organization_id and r.organization_id not in known}
+    if wanted:
+        bundle.setdefault("organizations", []).extend(rt.zendesk.organizations(sorted(wanted)))
+    return bundle
+
+
+def _history_limit() -> int:
+    from connector.zendesk_bundle import DEFAULT_HISTORY_LIMIT
+
+    return DEFAULT_HISTORY_LIMIT
