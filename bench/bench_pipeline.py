@@ -43,11 +43,13 @@ from _common import (
     ROOT,
     SEEDED_TICKETS,
     WEBHOOK_SECRET,
+    CpuMeter,
     SandboxProcess,
     database,
     load_average,
     machine,
     percentile,
+    pids_matching,
     print_machine,
     redis_server,
     signed_headers,
@@ -173,7 +175,13 @@ def main() -> int:
                 targets = fresh_tickets(sandbox, args.events)
             else:
                 targets = [SEEDED_TICKETS[n % len(SEEDED_TICKETS)] for n in range(args.events)]
-            jobs = wait_done(connection, deliver(client, targets, "run"), args.timeout)
+            redis_port = connection.connection_pool.connection_kwargs.get("port")
+            groups = {"workers": [w.pid for w in workers], "sandbox": [sandbox.process.pid],
+                      "redis": pids_matching("redis-server", f":{redis_port}")}
+            if args.database == "postgresql":
+                groups["postgres"] = pids_matching("postgres: ", database_url.rsplit("/", 1)[-1])
+            with CpuMeter(groups) as meter:
+                jobs = wait_done(connection, deliver(client, targets, "run"), args.timeout)
         finally:
             for process in workers:
                 stop_process(process, timeout=30)
@@ -206,6 +214,7 @@ def main() -> int:
           f"p99 {percentile(durations, 99):.0f} ms")
     keys = ", ".join(sorted(i["key"] for i in created))
     print(f"jira issues created:  {len(created)} ({keys})")
+    print(f"CPU (cores):          {meter.summary()}")
     if failed:
         trace = (failed[0].exc_info or "").strip()[-500:]
         print(f"FAILED JOBS: {len(failed)}; first: {failed[0].id}: {trace}")

@@ -35,23 +35,34 @@ def fingerprint(decision: dict[str, Any]) -> str:
 def decision_tags(decision: dict[str, Any]) -> list[str]:
     if not decision["escalate"]:
         return []
-    return [f"{TAG_PREFIX}suggested", f"{TAG_PREFIX}to_{decision['destination']}",
-            f"{TAG_PREFIX}severity_{decision['severity']}"]
+    return [
+        f"{TAG_PREFIX}suggested",
+        f"{TAG_PREFIX}to_{decision['destination']}",
+        f"{TAG_PREFIX}severity_{decision['severity']}",
+    ]
 
 
-def assess_ticket(ctx: JobContext, ticket_id: int, *, delivery: tuple[str, str] | None = None) -> dict[str, Any]:
+def assess_ticket(
+    ctx: JobContext, ticket_id: int, *, delivery: tuple[str, str] | None = None
+) -> dict[str, Any]:
     rt = runtime_for(ctx.settings)
     ref = TicketRef.of(SOURCE, ticket_id)
     bundle = symptom_index.fetch_bundle(ctx, ticket_id)  # history from the index once it is filled
     decision = evaluate(case_from_bundle(bundle), rt.rules, rt.matcher).to_dict()
     record = ctx.store.record_assessment(
-        ref, decision, ruleset_version=decision["ruleset_version"], matcher=decision["matcher"], delivery=delivery
+        ref,
+        decision,
+        ruleset_version=decision["ruleset_version"],
+        matcher=decision["matcher"],
+        delivery=delivery,
     )
     noted = tell_agent(ctx, ref, decision)
     outcome: dict[str, Any] = {"ticket_id": ref.id, "verdict": decision["verdict"], "noted": noted}
     placed = rollup.place(ctx, ref, decision, bundle)  # joins an open escalation of its symptom; regressions
     if decision["escalate"]:
-        draft = EscalationDraft(severity=decision["severity"], assessment_id=record.id, reason=decision["verdict"])
+        draft = EscalationDraft(
+            severity=decision["severity"], assessment_id=record.id, reason=decision["verdict"]
+        )
         with ctx.store.lock_open_escalation(ref, decision["destination"], create=draft) as lock:
             assert lock is not None  # a draft was given
             severity = rollup.severity_after(lock.record, decision["severity"])  # grouped: only rises
@@ -77,10 +88,16 @@ def tell_agent(ctx: JobContext, ref: TicketRef, decision: dict[str, Any]) -> boo
         return False
     rt.zendesk.add_internal_note(int(ref.id), render_html(assessment_document(decision)))
     current = decision_tags(decision)
-    tags = rt.zendesk.add_tags(int(ref.id), current) if current else rt.zendesk.get_ticket(int(ref.id))["tags"]
+    tags = (
+        rt.zendesk.add_tags(int(ref.id), current) if current else rt.zendesk.get_ticket(int(ref.id))["tags"]
+    )
     stale = [t for t in tags or [] if t.startswith(MANAGED_TAGS) and t not in current]
     if stale:
         rt.zendesk.remove_tags(int(ref.id), stale)
-    ctx.store.record_action("zendesk", "assessment_note", ref.id,
-                            detail={"fingerprint": print_, "verdict": decision["verdict"], "tags": current})
+    ctx.store.record_action(
+        "zendesk",
+        "assessment_note",
+        ref.id,
+        detail={"fingerprint": print_, "verdict": decision["verdict"], "tags": current},
+    )
     return True

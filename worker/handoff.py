@@ -132,20 +132,31 @@ def _create(
         )
     except errors.ConnectorError as exc:
         if exc.status is not None:  # Jira answered: nothing was created
-            ctx.store.record_action("jira", FAILED, ref.id, outcome="failed", actor=actor,
-                                    escalation_id=escalation.id, error=str(exc))
+            ctx.store.record_action(
+                "jira",
+                FAILED,
+                ref.id,
+                outcome="failed",
+                actor=actor,
+                escalation_id=escalation.id,
+                error=str(exc),
+            )
         raise
     log.info("created %s for %s ticket %s (%s)", issue.key, ref.source, ref.id, destination)
     return issue
 
 
-def _record(ctx: JobContext, ref: TicketRef, destination: str, issue: IssueRef, actor: str) -> EscalationRecord:
+def _record(
+    ctx: JobContext, ref: TicketRef, destination: str, issue: IssueRef, actor: str
+) -> EscalationRecord:
     with ctx.store.lock_open_escalation(ref, destination) as lock:
         if lock is None:  # dismissed meanwhile; the issue exists all the same, so say where it is
             raise errors.PermanentError("jira", f"escalation closed while {issue.key} was being created")
         if lock.record.jira_key is None:
             lock.set_jira_key(issue.key)
-            lock.record_action("jira", CREATED, ref.id, actor=actor, detail={"key": issue.key, "url": issue.url})
+            lock.record_action(
+                "jira", CREATED, ref.id, actor=actor, detail={"key": issue.key, "url": issue.url}
+            )
         lock.transition(EscalationState.CREATED)
         return lock.record
 
@@ -157,17 +168,25 @@ def _link_both_ways(ctx: JobContext, rt: Runtime, ref: TicketRef, escalation: Es
     ticket = rt.zendesk.get_ticket(int(ref.id))
     url = rt.zendesk.ticket_url(int(ref.id))
     rt.jira.upsert_remote_link(
-        key, ticket_url=url, ticket_id=ref.id, title=f"Zendesk #{ref.id}: {ticket.get('subject') or ''}".strip()
+        key,
+        ticket_url=url,
+        ticket_id=ref.id,
+        title=f"Zendesk #{ref.id}: {ticket.get('subject') or ''}".strip(),
     )
     if rt.zendesk.record_jira_link(int(ref.id), key, rt.jira.browse_url(key)):
-        ctx.store.record_action("zendesk", "record_jira_link", ref.id, escalation_id=escalation.id,
-                                detail={"key": key})
+        ctx.store.record_action(
+            "zendesk", "record_jira_link", ref.id, escalation_id=escalation.id, detail={"key": key}
+        )
 
 
-def _assign_group(ctx: JobContext, rt: Runtime, ref: TicketRef, destination: str, actor: str) -> EscalationRecord:
+def _assign_group(
+    ctx: JobContext, rt: Runtime, ref: TicketRef, destination: str, actor: str
+) -> EscalationRecord:
     target = rt.rules.destinations[Destination(destination)].zendesk
     group = target.group_id if target else None
-    with ctx.store.lock_open_escalation(ref, destination, create=EscalationDraft(reason=f"by {actor}")) as lock:
+    with ctx.store.lock_open_escalation(
+        ref, destination, create=EscalationDraft(reason=f"by {actor}")
+    ) as lock:
         assert lock is not None
         if lock.record.state is EscalationState.SUGGESTED:
             if group is None:

@@ -165,6 +165,11 @@ def preload() -> None:
     load = getattr(runtime.matcher, "load", None)  # the semantic matcher's model; lexical has none
     if load is not None:
         load()
+    # The symptom index too: each job then starts from this copy and reads only what changed. Its
+    # database connection is closed again before the fork.
+    from worker import symptom_index
+
+    symptom_index.preload(settings.database_url, runtime.matcher)
     _preloaded = settings
 
 

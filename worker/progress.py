@@ -48,8 +48,13 @@ def _note_tickets(
         rt.zendesk.add_internal_note_text(int(ticket.id), text)
         if tags:
             rt.zendesk.add_tags(int(ticket.id), tags)
-        ctx.store.record_action("zendesk", "progress_note", ticket.id, escalation_id=escalation.id,
-                                detail={"delivery": delivery_id, "tags": tags or []})
+        ctx.store.record_action(
+            "zendesk",
+            "progress_note",
+            ticket.id,
+            escalation_id=escalation.id,
+            detail={"delivery": delivery_id, "tags": tags or []},
+        )
         noted += 1
     return noted
 
@@ -94,5 +99,5 @@ def commented(ctx: JobContext, event: InboundEvent) -> dict[str, Any]:
     if not body.strip().lower().startswith(prefix.lower()):
         return {"issue": escalation.jira_key, "copied": False}
     author = (comment.get("author") or {}).get("displayName") or "engineering"
-    text = f"From {author} on Jira {escalation.jira_key}: {body.strip()[len(prefix):].strip()}"
+    text = f"From {author} on Jira {escalation.jira_key}: {body.strip()[len(prefix) :].strip()}"
     return {"issue": escalation.jira_key, "copied": _note_tickets(ctx, escalation, event.delivery_id, text)}
