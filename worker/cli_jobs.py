@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -20,6 +19,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
+from worker import jobs, logging_setup
 from worker import queue as job_queue
 from worker.config import Settings
 from worker.store import Store, migrate
@@ -172,12 +172,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "REDIS_URL is not set: jobs run inline in the web process; no worker is needed.", file=sys.stderr
         )
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging_setup.configure(settings)
     if settings.auto_migrate:
         # Before the worker forks its job processes, and with an engine that is gone before then.
         store = Store.from_url(settings.database_url)
         store.upgrade()
         store.dispose()
+    # RQ forks a process per job: load the pipeline, the rules, the model and the symptom index once,
+    # here, or every job pays about 5 s to load them again (bench/bench_pipeline.py).
+    jobs.preload()
     # A plain connection: RQ sets the socket timeouts its blocking dequeue needs.
     connection = Redis.from_url(settings.redis_url)
     names = args.queue or [settings.queue_name]
