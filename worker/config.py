@@ -75,6 +75,20 @@ class Settings:
         """True when there is no Redis: the web process runs the jobs itself."""
         return self.redis_url is None
 
+    def connector_environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """``base`` (the process environment) with these settings' connector values on top, for the
+        connectors' own config parsers: the settings may be explicit (tests, the demo), while optional
+        knobs such as JIRA_DEPLOYMENT still come from the environment."""
+        chosen = {
+            "ZENDESK_URL": self.zendesk_url,
+            "ZENDESK_EMAIL": self.zendesk_email,
+            "ZENDESK_API_TOKEN": self.zendesk_api_token,
+            "JIRA_URL": self.jira_url,
+            "JIRA_EMAIL": self.jira_email,
+            "JIRA_API_TOKEN": self.jira_api_token,
+        }
+        return {**base, **{k: v for k, v in chosen.items() if v}}
+
     def redacted(self) -> dict[str, object]:
         """Every setting, secrets shown only as set or unset: for `escalate config` and logs."""
         shown: dict[str, object] = {}

@@ -27,6 +27,7 @@ from rules.ruleset import Destination, Ruleset, ZendeskTarget
 from worker.app import create_app
 from worker.config import Settings
 from worker.runtime import runtime_for
+from worker.store import TicketRef
 
 # The sandbox's tickets the demo walks through, in order: an outage, a security report, a churn threat,
 # a how-to question, lost data, three customers with one CSV-export symptom, a stalled ticket, a feature
@@ -110,8 +111,6 @@ def _deliver_all(console: Console, url: str, settings: Settings, service: Any) -
 
 
 def _results(sandbox: Sandbox, service: Any, settings: Settings) -> list[dict[str, Any]]:
-    from worker.store import TicketRef
-
     rows = []
     for ticket_id in DEMO_TICKETS:
         ref = TicketRef.of("zendesk", ticket_id)

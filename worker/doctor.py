@@ -69,16 +69,7 @@ class Doctor:
 
     def env(self) -> dict[str, str]:
         """The environment with the settings' values on top, for the connectors' own config parsers."""
-        s = self.settings
-        chosen = {
-            "ZENDESK_URL": s.zendesk_url,
-            "ZENDESK_EMAIL": s.zendesk_email,
-            "ZENDESK_API_TOKEN": s.zendesk_api_token,
-            "JIRA_URL": s.jira_url,
-            "JIRA_EMAIL": s.jira_email,
-            "JIRA_API_TOKEN": s.jira_api_token,
-        }
-        return {**self.environ, **{k: v for k, v in chosen.items() if v}}
+        return self.settings.connector_environment(self.environ)
 
 
 def _shown(settings: Settings, name: str) -> str:

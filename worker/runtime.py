@@ -40,18 +40,7 @@ class Runtime:
         return JiraConnector(JiraConfig.from_env(self._environment()))
 
     def _environment(self) -> dict[str, str]:
-        """The process environment with the settings' values on top (the settings may be explicit, as in
-        tests and the demo); optional knobs such as JIRA_DEPLOYMENT still come from the environment."""
-        s = self.settings
-        chosen = {
-            "ZENDESK_URL": s.zendesk_url,
-            "ZENDESK_EMAIL": s.zendesk_email,
-            "ZENDESK_API_TOKEN": s.zendesk_api_token,
-            "JIRA_URL": s.jira_url,
-            "JIRA_EMAIL": s.jira_email,
-            "JIRA_API_TOKEN": s.jira_api_token,
-        }
-        return {**os.environ, **{k: v for k, v in chosen.items() if v}}
+        return self.settings.connector_environment(os.environ)
 
 
 _runtimes: dict[int, Runtime] = {}
