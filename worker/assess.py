@@ -82,9 +82,8 @@ def tell_agent(ctx: JobContext, ref: TicketRef, decision: dict[str, Any]) -> boo
     """An internal note with the assessment and tags naming destination and severity, once per verdict."""
     rt = runtime_for(ctx.settings)
     print_ = fingerprint(decision)
-    recent = ctx.store.actions(target="zendesk", subject=ref.id, limit=50)
-    last = next((a for a in recent if a.action == "assessment_note"), None)
-    if last is not None and (last.detail or {}).get("fingerprint") == print_:
+    last = ctx.store.actions(target="zendesk", subject=ref.id, action="assessment_note", limit=1)
+    if last and (last[0].detail or {}).get("fingerprint") == print_:
         return False
     rt.zendesk.add_internal_note(int(ref.id), render_html(assessment_document(decision)))
     current = decision_tags(decision)

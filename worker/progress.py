@@ -33,8 +33,7 @@ def _category(payload: dict[str, Any]) -> str | None:
 
 
 def _already_noted(ctx: JobContext, ticket_id: str, delivery_id: str) -> bool:
-    recent = ctx.store.actions(target="zendesk", subject=ticket_id, limit=50)
-    return any((a.detail or {}).get("delivery") == delivery_id for a in recent)
+    return bool(ctx.store.actions(target="zendesk", subject=ticket_id, delivery_id=delivery_id, limit=1))
 
 
 def _note_tickets(
@@ -53,6 +52,7 @@ def _note_tickets(
             "progress_note",
             ticket.id,
             escalation_id=escalation.id,
+            delivery_id=delivery_id,
             detail={"delivery": delivery_id, "tags": tags or []},
         )
         noted += 1

@@ -231,9 +231,12 @@ class Store(EscalationVerbs, FollowupVerbs):
         target: str | None = None,
         subject: str | None = None,
         escalation_id: int | None = None,
+        action: str | None = None,
+        delivery_id: str | None = None,
         limit: int = 100,
     ) -> list[ActionRecord]:
-        """Audited actions, newest first, optionally narrowed to a target, subject or escalation."""
+        """Audited actions, newest first, optionally narrowed to a target, subject, escalation, action or
+        delivery."""
         with self._session() as session:
             query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
             if target is not None:
@@ -242,6 +245,10 @@ class Store(EscalationVerbs, FollowupVerbs):
                 query = query.where(AuditEntry.subject == subject)
             if escalation_id is not None:
                 query = query.where(AuditEntry.escalation_id == escalation_id)
+            if action is not None:
+                query = query.where(AuditEntry.action == action)
+            if delivery_id is not None:
+                query = query.where(AuditEntry.delivery_id == delivery_id)
             return [ActionRecord.of(row) for row in session.scalars(query)]
 
 
