@@ -2,8 +2,9 @@
 Redis, run by real worker processes through the whole pipeline (fetch the case from the sandbox Zendesk,
 judge it, keep the assessment, tell the agent, create and link Jira issues where the rules say so).
 
-    python bench/bench_pipeline.py                               # escalate worker (RQ's forking worker)
-    python bench/bench_pipeline.py --worker simple --events 600  # RQ SimpleWorker: one process, no fork
+    python bench/bench_pipeline.py                               # `escalate worker` (jobs in its process)
+    python bench/bench_pipeline.py --worker fork                 # `escalate worker --fork` (a fork per job)
+    python bench/bench_pipeline.py --worker simple --events 600  # `rq worker -w SimpleWorker`
 
 Options: --workers N (processes), --database postgresql|sqlite, --mode steady|fresh, --redis-url URL
 (default: a private redis-server on a spare port), --events N (measured events).
@@ -66,12 +67,13 @@ DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCE
 
 
 def worker_command(kind: str, redis_url: str, queue: str) -> list[str]:
+    escalate = [sys.executable, "-c", "import sys; from worker.cli import main; sys.exit(main())", "worker"]
+    if kind == "escalate":
+        # The production command: RQ's SimpleWorker with its scheduler, preloaded (worker/cli_jobs.py).
+        return escalate
     if kind == "fork":
-        # The production command: RQ's forking Worker with its scheduler (worker/cli_jobs.py).
-        return [sys.executable, "-c", "import sys; from worker.cli import main; sys.exit(main())", "worker"]
-    if kind == "fork-preloaded":
-        # The same, with the pipeline and the model loaded before RQ forks (worker.jobs.preload).
-        return [sys.executable, str(ROOT / "bench" / "worker_preloaded.py")]
+        # The same with a fork per job (RQ's Worker), for isolation.
+        return [*escalate, "--fork"]
     rq = shutil.which("rq") or str(Path(sys.executable).with_name("rq"))
     return [rq, "worker", "--worker-class", "rq.worker.SimpleWorker", "--with-scheduler", "--url", redis_url,
             "--logging_level", "WARNING", queue]
@@ -128,9 +130,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=300, help="measured events (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default: %(default)s)")
-    parser.add_argument("--worker", choices=["fork", "fork-preloaded", "simple"], default="fork",
-                        help="fork: `escalate worker` (production); fork-preloaded: the same with "
-                        "worker.jobs.preload() before the fork; simple: `rq worker -w SimpleWorker`")
+    parser.add_argument("--worker", choices=["escalate", "fork", "simple"], default="escalate",
+                        help="escalate: `escalate worker` (production); fork: `escalate worker --fork`; "
+                        "simple: `rq worker -w SimpleWorker` (RQ's own command, not preloaded)")
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--mode", choices=["steady", "fresh"], default="steady")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")

@@ -26,13 +26,18 @@ from jira import JIRA, JIRAError
 
 from connector import errors
 from connector.errors import ConfigError
-from connector.http_client import DEFAULT_TIMEOUT, error_for_response, translated, url_path
+from connector.http_client import (
+    DEFAULT_TIMEOUT,
+    error_for_response,
+    translated,
+    url_path,
+    without_environment_lookups,
+)
 from connector.metrics import count_response  # issue 7
 
 log = logging.getLogger(__name__)
 
 SERVICE = "jira"
-
 
 
 class Deployment(StrEnum):
@@ -121,6 +126,7 @@ def build_jira(config: JiraConfig) -> JIRA:
         **auth,  # type: ignore[arg-type]
     )
     client._session.hooks["response"].append(count_response(SERVICE))  # issue 7: calls by status
+    without_environment_lookups(client._session)
     if config.deployment is not None:
         # The client reads this attribute to choose Cloud-only endpoints (e.g. search/jql).
         client.deploymentType = "Cloud" if config.deployment is Deployment.CLOUD else "Server"

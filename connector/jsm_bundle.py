@@ -203,7 +203,7 @@ def assemble(
     bundle["organizations"] = list(organizations.values())
     properties = {}
     for oid in organizations:
-        prop = _property(api, oid, config.org_property_key, cache)
+        prop = organization_property(api, oid, config.org_property_key, cache)
         if prop is not None:
             properties[oid] = prop
     bundle["organization_properties"] = properties
@@ -292,7 +292,9 @@ def _memberships(
     return memberships
 
 
-def _property(api: ServiceDeskApi, org_id: str, key: str, cache: DirectoryCache) -> dict[str, Any] | None:
+def organization_property(
+    api: ServiceDeskApi, org_id: str, key: str, cache: DirectoryCache
+) -> dict[str, Any] | None:
     found = cache.get(("property", org_id, key))
     if found is not DirectoryCache.MISS:
         return found

@@ -28,7 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 from jira import JIRA
 
 from connector import jsm_bundle
-from connector.errors import ConfigError
+from connector.errors import ConfigError, NotFoundError
 from connector.jira_client import JiraConfig, jira_errors
 from connector.jira_connector import IssueRef, JiraConnector, clean_label
 from connector.jira_description import fit_wiki
@@ -124,6 +124,29 @@ class JsmConnector:
         )
 
     fetch_bundle = fetch_case  # the name the Zendesk connector uses
+
+    @_calls_jira
+    def organization(self, org_id: str) -> dict[str, Any] | None:
+        """An organization in the shape rollups read: ``{"id", "name", "organization_fields"}``, its fields
+        from the configured organization property (cached like the case's); None when it does not exist."""
+        cached = self.directory.get(("organization", org_id))
+        if cached is DirectoryCache.MISS:
+            try:
+                cached = self.api.get(f"organization/{org_id}")
+            except NotFoundError:
+                cached = None
+            self.directory.put(("organization", org_id), cached)
+        if not cached:
+            return None
+        key = self.config.org_property_key
+        prop = jsm_bundle.organization_property(self.api, org_id, key, self.directory)
+        value = prop.get("value", prop) if isinstance(prop, dict) else None  # an EntityProperty {key, value}
+        fields = {k: v for k, v in value.items() if k != "tags"} if isinstance(value, dict) else {}
+        return {
+            "id": str(cached.get("id", org_id)),
+            "name": cached.get("name"),
+            "organization_fields": fields,
+        }
 
     @_calls_jira
     def comments(self, key: str, *, public: bool = True, internal: bool = True) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from zenpy import Zenpy
 
+from connector.directory import Directory
 from connector.errors import AuthError, NotFoundError, PermanentError
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,14 @@ def assemble(
     history_limit: int = DEFAULT_HISTORY_LIMIT,
     comment_limit: int = DEFAULT_COMMENT_LIMIT,
     include_audits: bool = True,
+    ticket: dict[str, Any] | None = None,
+    directory: Directory | None = None,
 ) -> dict[str, Any]:
+    """``ticket``: the ticket when the caller has just read it (not read again); ``directory``: where
+    users and organizations are looked up before asking Zendesk."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    ticket = get_ticket(client, ticket_id)
+    ticket = ticket if ticket is not None else get_ticket(client, ticket_id)
+    directory = directory or Directory(ttl=0)
     bundle: dict[str, Any] = {"now": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "ticket": ticket}
 
     comments = _optional("comments", lambda: list_comments(client, ticket_id, comment_limit))
@@ -123,13 +129,16 @@ def assemble(
 
     user_ids = {ticket.get(k) for k in ("requester_id", "submitter_id", "assignee_id")}
     user_ids |= {c.get("author_id") for c in bundle.get("comments", [])}
-    users = _optional("users", lambda: show_many(client.users, user_ids))
+    users = _optional("users", lambda: directory.many("user", user_ids, lambda i: show_many(client.users, i)))
     if users is not None:
         bundle["users"] = users
 
     org_ids = {ticket.get("organization_id")} | {t.get("organization_id") for t in bundle.get("history", [])}
     org_ids |= {u.get("organization_id") for u in bundle.get("users", [])}
-    organizations = _optional("organizations", lambda: show_many(client.organizations, org_ids))
+    organizations = _optional(
+        "organizations",
+        lambda: directory.many("organization", org_ids, lambda i: show_many(client.organizations, i)),
+    )
     if organizations is not None:
         bundle["organizations"] = organizations
     return bundle

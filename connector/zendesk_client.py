@@ -38,7 +38,7 @@ from connector.metrics import count_response  # issue 7
 log = logging.getLogger(__name__)
 
 SERVICE = "zendesk"
-
+DEFAULT_DIRECTORY_TTL = 120.0
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,16 @@ class ZendeskConfig:
     jira_link_field_id: int | None = None
     # Tag marking an escalated ticket; the default ruleset counts it as an escalation tag.
     escalation_tag: str = "jira_escalated"
+    # Seconds users and organizations are reused across cases (ZENDESK_DIRECTORY_TTL; 0: always read).
+    directory_ttl: float = DEFAULT_DIRECTORY_TTL
 
     def __post_init__(self) -> None:
         if not self.email or not self.api_token:
             raise ConfigError("ZENDESK_EMAIL and ZENDESK_API_TOKEN are required")
         if self.timeout <= 0:
             raise ConfigError("the Zendesk timeout must be positive")
+        if self.directory_ttl < 0:
+            raise ConfigError("ZENDESK_DIRECTORY_TTL must be 0 or more seconds")
         split_host(self.url)  # fails early on a URL zenpy could not be pointed at
 
     @property
@@ -72,6 +76,7 @@ class ZendeskConfig:
             raise ConfigError(f"missing environment variables: {', '.join(missing)}")
         field_id = env.get("ZENDESK_JIRA_FIELD_ID") or None
         timeout = env.get("ZENDESK_TIMEOUT") or None
+        ttl = env.get("ZENDESK_DIRECTORY_TTL") or None
         try:
             return cls(
                 url=env["ZENDESK_URL"],
@@ -79,11 +84,14 @@ class ZendeskConfig:
                 api_token=env["ZENDESK_API_TOKEN"],
                 timeout=float(timeout) if timeout else DEFAULT_TIMEOUT,
                 jira_link_field_id=int(field_id) if field_id else None,
+                directory_ttl=float(ttl) if ttl else DEFAULT_DIRECTORY_TTL,
             )
         except ValueError as exc:
             if isinstance(exc, ConfigError):
                 raise
-            raise ConfigError("ZENDESK_TIMEOUT and ZENDESK_JIRA_FIELD_ID must be numbers") from None
+            raise ConfigError(
+                "ZENDESK_TIMEOUT, ZENDESK_JIRA_FIELD_ID and ZENDESK_DIRECTORY_TTL must be numbers"
+            ) from None
 
 
 def split_host(url: str) -> tuple[str, str, str]:

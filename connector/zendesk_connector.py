@@ -21,6 +21,7 @@ from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket
 
 from connector import zendesk_bundle
+from connector.directory import Directory
 from connector.http_client import translated
 from connector.zendesk_client import SERVICE, ZendeskConfig, build_zenpy
 from connector.zendesk_html import link_html, sanitize_html, text_to_html
@@ -49,6 +50,8 @@ class ZendeskConnector:
     def __init__(self, config: ZendeskConfig, *, client: Zenpy | None = None) -> None:
         self.config = config
         self._client = client or build_zenpy(config)
+        # Users and organizations, reused across cases for a short while (ZENDESK_DIRECTORY_TTL).
+        self.directory = Directory(ttl=config.directory_ttl)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ZendeskConnector:
@@ -79,8 +82,10 @@ class ZendeskConnector:
         history_limit: int = zendesk_bundle.DEFAULT_HISTORY_LIMIT,
         include_audits: bool = True,
         now: datetime | None = None,
+        ticket: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The case bundle: ticket (with SLAs), comments, users, organizations, history, audits."""
+        """The case bundle: ticket (with SLAs), comments, users, organizations, history, audits.
+        ``ticket``: the ticket as ``get_ticket`` just returned it, so it is not read twice."""
         return zendesk_bundle.assemble(
             self._client,
             ticket_id,
@@ -88,12 +93,15 @@ class ZendeskConnector:
             history_days=history_days,
             history_limit=history_limit,
             include_audits=include_audits,
+            ticket=ticket,
+            directory=self.directory,
         )
 
     @_calls_zendesk
     def organizations(self, ids: Iterable[int | str | None]) -> list[dict[str, Any]]:
         """Organizations by id (``GET /api/v2/organizations/show_many.json``, 100 ids a call)."""
-        return zendesk_bundle.show_many(self._client.organizations, ids)
+        fetch = self._client.organizations
+        return self.directory.many("organization", ids, lambda i: zendesk_bundle.show_many(fetch, i))
 
     @_calls_zendesk
     def incremental_tickets(

@@ -299,3 +299,17 @@ def test_jira_server_info_failure_at_construction_is_typed():
         connector.get_status("ENG-1")
     assert caught.value.retry_after == 4
     assert len(responses.calls) == 1
+
+
+def test_sessions_skip_the_per_call_environment_scan_only_when_no_proxy_is_configured():
+    import requests
+
+    from connector.http_client import without_environment_lookups
+
+    plain = without_environment_lookups(requests.Session(), {"PATH": "/bin", "REQUESTS_CA_BUNDLE": "/ca.pem"})
+    assert plain.trust_env is False
+    assert plain.verify == "/ca.pem"  # what requests would have read per call, read once
+
+    proxied = without_environment_lookups(requests.Session(), {"HTTPS_PROXY": "http://proxy:3128"})
+    assert proxied.trust_env is True  # NO_PROXY and friends keep working through requests itself
+    assert without_environment_lookups(requests.Session(), {"no_proxy": "internal"}).trust_env is True

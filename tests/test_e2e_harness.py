@@ -139,14 +139,17 @@ def build(
     *,
     redis_url: str | None,
     rules: Path | None = None,
+    **settings: Any,
 ) -> Escalate:
-    """The web side on ``store`` (and Redis, or inline without), and the environment of a worker."""
+    """The web side on ``store`` (and Redis, or inline without), and the environment of a worker;
+    ``settings`` are further ``Settings`` values (e.g. ``jsm_project_key``)."""
     settings = make_settings(
         tmp_path,
         redis_url=redis_url,
         database_url=store_url(store),
         rules_path=str(rules) if rules else None,
         **_connector_settings(sandbox),
+        **settings,
     )
     service = build_service(settings, store=store)
     app = create_app(settings, service=service)

@@ -32,8 +32,9 @@ from rules.adapters.zendesk import case_from_bundle
 from rules.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
+# The Zendesk bundles (examples/jsm-*.json are JSM bundles already).
 BUNDLES = sorted((ROOT / "tests" / "fixtures" / "policy").glob("*.json")) + sorted(
-    (ROOT / "examples").glob("*.json")
+    p for p in (ROOT / "examples").glob("*.json") if not p.name.startswith("jsm-")
 )
 REQUEST_TYPES = {"incident": "10", "problem": "11", "question": "12", "task": "13"}
 PRIORITIES = {"urgent": "Highest", "high": "High", "normal": "Medium", "low": "Low"}

@@ -142,3 +142,80 @@ def test_missing_secret_refuses_everything(tmp_path, fake_pipeline, caplog):
     assert post(client, comment_created(), secret="").status_code == 401
     assert sum("JIRA_WEBHOOK_SECRET" in r.getMessage() for r in caplog.records) == 1
     service.queue.close()
+
+
+# -- a Jira Service Management desk on the same site ----------------------------------------------
+
+
+@pytest.fixture(params=["inline", "redis"])
+def desk_app(request, tmp_path, fake_pipeline):
+    """The app with JSM_PROJECT_KEY=DESK, in both modes."""
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    settings = make_settings(tmp_path, redis_url=redis_url, jsm_project_key="DESK")
+    service = build_service(settings)
+    yield create_app(settings, service=service)
+    if redis_url is None:
+        service.queue.join(timeout=5)
+        service.queue.close()
+    service.store.dispose()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"webhookEvent": "jira:issue_created", "issue": {"key": "DESK-3"}},
+        issue_updated([{"field": "priority", "fromString": "Low", "toString": "High"}], key="DESK-3"),
+        issue_updated([STATUS_ITEM], key="DESK-3"),
+        comment_created(key="desk-3"),
+        {**comment_created(key="DESK-3"), "webhookEvent": "comment_updated"},
+    ],
+    ids=["created", "updated", "transitioned", "commented", "comment-edited"],
+)
+def test_a_desk_request_event_queues_an_assessment_of_the_request(desk_app, fake_pipeline, payload):
+    answer = post(desk_app.test_client(), payload, identifier="jsm-delivery-1")
+
+    assert answer.status_code == 202
+    [event] = queued_events(desk_app, fake_pipeline)
+    assert (event["kind"], event["issue_key"], event["source"]) == (
+        "evaluate_request",
+        payload["issue"]["key"],
+        "jira",
+    )
+    assert event["delivery_id"] == "jsm-delivery-1"
+
+
+def test_engineering_issues_keep_their_own_handling_beside_a_desk(desk_app, fake_pipeline):
+    assert post(desk_app.test_client(), issue_updated([STATUS_ITEM], key="ENG-7")).status_code == 202
+    [event] = queued_events(desk_app, fake_pipeline)
+    assert (event["kind"], event["issue_key"]) == ("issue_status_changed", "ENG-7")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        issue_updated(
+            [{"field": "labels", "fromString": "", "toString": "escalate_suggested"}], key="DESK-3"
+        ),
+        {"webhookEvent": "jira:issue_created", "issue": {"key": "ENG-9"}},  # not a desk request
+        {"webhookEvent": "jira:issue_deleted", "issue": {"key": "DESK-3"}},
+    ],
+    ids=["our-own-labels", "other-project-created", "deleted"],
+)
+def test_what_is_not_a_request_change_is_acknowledged_and_not_queued(desk_app, fake_pipeline, payload):
+    assert post(desk_app.test_client(), payload).status_code == 200
+    assert queued_events(desk_app, fake_pipeline) == []
+
+
+def test_the_same_delivery_twice_queues_one_assessment(desk_app, fake_pipeline):
+    client = desk_app.test_client()
+    payload = {"webhookEvent": "jira:issue_created", "issue": {"key": "DESK-3"}}
+    assert post(client, payload, identifier="again").status_code == 202
+    assert post(client, payload, identifier="again").status_code == 200
+    assert len(queued_events(desk_app, fake_pipeline)) == 1
+
+
+def test_a_forged_desk_event_is_refused_and_nothing_queued(desk_app, fake_pipeline):
+    body = as_body({"webhookEvent": "jira:issue_created", "issue": {"key": "DESK-3"}})
+    answer = desk_app.test_client().post(URL, data=body, headers=jira_headers(body, secret="forged"))
+    assert answer.status_code == 401
+    assert queued_events(desk_app, fake_pipeline) == []

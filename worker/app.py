@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     app.config.update(
         ZENDESK_WEBHOOK_SECRET=settings.zendesk_webhook_secret,
         JIRA_WEBHOOK_SECRET=settings.jira_webhook_secret,
+        JSM_PROJECT_KEY=settings.jsm_project_key,
         # The webhook endpoints cap their own bodies at 1 MiB; this is the ceiling for the rest.
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )

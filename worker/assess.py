@@ -4,21 +4,22 @@ and open (or auto-create) the escalation it calls for."""
 from __future__ import annotations
 
 import logging
+import os
+from datetime import UTC, datetime
 from typing import Any
 
-from connector.render import render_html
-from rules.adapters.zendesk import case_from_bundle
 from rules.evaluate import evaluate
 from rules.package_document import assessment_document
 from worker import rollup, symptom_index  # issue 6: symptom index, one problem one issue
 from worker.handoff import hand_off
 from worker.jobs import JobContext
 from worker.runtime import runtime_for
-from worker.store import EscalationDraft, EscalationState, TicketRef
+from worker.store import AssessmentRecord, EscalationDraft, EscalationState, TicketRef
 
 log = logging.getLogger(__name__)
 
-SOURCE = "zendesk"
+SOURCE = "zendesk"  # the default desk; a JSM request is assessed with source="jsm"
+DEFAULT_REASSESS_AFTER = 600.0
 TAG_PREFIX = "escalate_"
 # Tags this module owns on a ticket; a changed verdict removes the ones that no longer hold.
 MANAGED_TAGS = (f"{TAG_PREFIX}suggested", f"{TAG_PREFIX}to_", f"{TAG_PREFIX}severity_")
@@ -42,23 +43,80 @@ def decision_tags(decision: dict[str, Any]) -> list[str]:
     ]
 
 
+def reassess_after() -> float:
+    """Seconds after which an unchanged ticket is judged again when an event arrives for it
+    (``ESCALATE_REASSESS_AFTER``; 0: always): time alone moves SLA positions and ages."""
+    try:
+        return max(float(os.environ.get("ESCALATE_REASSESS_AFTER", DEFAULT_REASSESS_AFTER)), 0.0)
+    except ValueError:
+        return DEFAULT_REASSESS_AFTER
+
+
+def still_current(
+    ctx: JobContext, ref: TicketRef, updated_at: Any, ruleset_version: str, delivery: str | None
+) -> AssessmentRecord | None:
+    """The latest assessment when it judged this very version of the ticket, under these rules, recently,
+    for another delivery: a repeated or echoed event (our own note and tags update the ticket too) needs
+    no second judgement. A retry of the delivery that made it is never skipped: that job may have failed
+    after the assessment was kept, with its actions half done."""
+    window = reassess_after()
+    if not updated_at or window <= 0:
+        return None
+    last = ctx.store.latest_assessment(ref)
+    if last is None or last.ruleset_version != ruleset_version or not isinstance(last.trace, dict):
+        return None
+    if last.trace.get("ticket_updated_at") != updated_at or last.trace.get("delivery") == delivery:
+        return None
+    if (datetime.now(UTC) - last.assessed_at).total_seconds() > window:
+        return None
+    return last
+
+
 def assess_ticket(
-    ctx: JobContext, ticket_id: int, *, delivery: tuple[str, str] | None = None
+    ctx: JobContext,
+    ticket_id: int | str,
+    *,
+    source: str = SOURCE,
+    delivery: tuple[str, str] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
+    """Judge the ticket and act on the verdict. Unless ``force``, a Zendesk ticket unchanged since its
+    last assessment (same ``updated_at``, same rules, within ``reassess_after()``) is not judged again."""
     rt = runtime_for(ctx.settings)
-    ref = TicketRef.of(SOURCE, ticket_id)
-    bundle = symptom_index.fetch_bundle(ctx, ticket_id)  # history from the index once it is filled
-    decision = evaluate(case_from_bundle(bundle), rt.rules, rt.matcher).to_dict()
+    ref = TicketRef.of(source, ticket_id)
+    desk = rt.desk(source)
+    # What this assessment saw, for telling a later event about the same ticket version apart.
+    seen: dict[str, Any] = {"delivery": ":".join(delivery) if delivery else None}
+    if source == SOURCE:
+        raw = rt.zendesk.get_ticket(int(ticket_id))
+        seen["ticket_updated_at"] = raw.get("updated_at")
+        version = rt.rules.version
+        last = None if force else still_current(ctx, ref, raw.get("updated_at"), version, seen["delivery"])
+        if last is not None:
+            return {"ticket_id": ref.id, "verdict": last.decision.get("verdict"), "unchanged": True}
+        # History from the index once it is filled; the ticket just read is not read again.
+        bundle = symptom_index.fetch_bundle(ctx, int(ticket_id), ticket=raw)
+        case = desk.case(bundle)
+    else:
+        # JSM: the history comes from the desk's own JQL search; the request joins the symptom index so
+        # later reports of its symptom find it.
+        bundle = desk.fetch_bundle(ref.id, history_days=int(rt.rules.thresholds.lookback_days))
+        case = desk.case(bundle)
+        symptom_index.index_for(ctx.store, rt.matcher).add(ctx.store, [case.ticket], source=source)
+    decision = evaluate(case, rt.rules, rt.matcher).to_dict()
     record = ctx.store.record_assessment(
         ref,
         decision,
         ruleset_version=decision["ruleset_version"],
         matcher=decision["matcher"],
+        trace=seen,
         delivery=delivery,
     )
     noted = tell_agent(ctx, ref, decision)
     outcome: dict[str, Any] = {"ticket_id": ref.id, "verdict": decision["verdict"], "noted": noted}
-    placed = rollup.place(ctx, ref, decision, bundle)  # joins an open escalation of its symptom; regressions
+    placed = rollup.place(
+        ctx, ref, decision, case.ticket
+    )  # joins an open escalation of its symptom; regressions
     if decision["escalate"]:
         draft = EscalationDraft(
             severity=decision["severity"], assessment_id=record.id, reason=decision["verdict"]
@@ -79,22 +137,18 @@ def assess_ticket(
 
 
 def tell_agent(ctx: JobContext, ref: TicketRef, decision: dict[str, Any]) -> bool:
-    """An internal note with the assessment and tags naming destination and severity, once per verdict."""
-    rt = runtime_for(ctx.settings)
+    """An internal note with the assessment (a JSM internal comment, never public) and tags (JSM labels)
+    naming destination and severity, once per verdict."""
+    desk = runtime_for(ctx.settings).desk(ref.source)
     print_ = fingerprint(decision)
-    last = ctx.store.actions(target="zendesk", subject=ref.id, action="assessment_note", limit=1)
+    last = ctx.store.actions(target=ref.source, subject=ref.id, action="assessment_note", limit=1)
     if last and (last[0].detail or {}).get("fingerprint") == print_:
         return False
-    rt.zendesk.add_internal_note(int(ref.id), render_html(assessment_document(decision)))
+    desk.add_note(ref.id, assessment_document(decision))
     current = decision_tags(decision)
-    tags = (
-        rt.zendesk.add_tags(int(ref.id), current) if current else rt.zendesk.get_ticket(int(ref.id))["tags"]
-    )
-    stale = [t for t in tags or [] if t.startswith(MANAGED_TAGS) and t not in current]
-    if stale:
-        rt.zendesk.remove_tags(int(ref.id), stale)
+    desk.replace_tags(ref.id, current, MANAGED_TAGS)
     ctx.store.record_action(
-        "zendesk",
+        ref.source,
         "assessment_note",
         ref.id,
         detail={"fingerprint": print_, "verdict": decision["verdict"], "tags": current},

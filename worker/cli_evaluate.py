@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rules.adapters.coerce import timestamp
+from rules.adapters.jsm import case_from_jsm_bundle
 from rules.adapters.zendesk import BundleError, case_from_bundle
+from rules.case import Case
 from rules.evaluate import evaluate, matcher_for
 from rules.package_document import assessment_document, package_document
 from rules.ruleset import RulesError, load_ruleset
@@ -23,7 +26,9 @@ class UsageError(Exception):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("evaluate", help="judge one case bundle and print the decision or the package")
+    ev = sub.add_parser(
+        "evaluate", help="judge one case bundle (Zendesk or JSM) and print the decision or the package"
+    )
     ev.add_argument("bundle", help="case bundle JSON file (DESIGN.md), or - for standard input")
     ev.add_argument("--now", help="evaluation time, ISO 8601 (default: the bundle's `now`, else the clock)")
     ev.add_argument("--rules", help="rules file (default: $ESCALATE_RULES, else the shipped ruleset)")
@@ -82,10 +87,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise UsageError(f"--now {args.now!r} is not an ISO 8601 time")
     rules = load_ruleset(rules_path(args.rules))
     matcher = load_matcher(args.matcher) if args.matcher else matcher_for(rules)
-    case = case_from_bundle(bundle, now=now)
+    case = case_from_any(bundle, now)
     decision = evaluate(case, rules, matcher).to_dict()
     print(render_decision(decision, args.format))
     return 0
+
+
+def case_from_any(bundle: Any, now: datetime | None) -> Case:
+    """A Zendesk bundle (``ticket``) or a JSM one (``request``, as ``JsmConnector.fetch_case`` writes it)."""
+    if (
+        isinstance(bundle, dict)
+        and "ticket" not in bundle
+        and (bundle.get("source") == "jsm" or "request" in bundle)
+    ):
+        return case_from_jsm_bundle(bundle, now=now)
+    return case_from_bundle(bundle, now=now)
 
 
 def render_decision(decision: dict[str, Any], fmt: str) -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
@@ -44,6 +45,19 @@ def register(subparsers: Any) -> None:
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     worker.add_argument(
         "--queue", action="append", metavar="NAME", help="queue to work (default: ESCALATE_QUEUE)"
+    )
+    worker.add_argument(
+        "--fork",
+        action="store_true",
+        default=os.environ.get("ESCALATE_WORKER_FORK", "").strip().lower() in ("1", "true", "yes", "on"),
+        help="run each job in a forked process (RQ's Worker; env ESCALATE_WORKER_FORK=1): isolation at about "
+        "a third of the throughput; by default jobs run in the worker process itself (RQ's SimpleWorker)",
+    )
+    worker.add_argument(
+        "--max-jobs",
+        type=int,
+        default=None,
+        help="exit after this many jobs, for the supervisor to start a fresh process (bounds slow leaks)",
     )
     worker.set_defaults(func=cmd_worker)
 
@@ -178,15 +192,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
         store = Store.from_url(settings.database_url)
         store.upgrade()
         store.dispose()
-    # RQ forks a process per job: load the pipeline, the rules, the model and the symptom index once,
-    # here, or every job pays about 5 s to load them again (bench/bench_pipeline.py).
+    # Load the pipeline, the rules, the model and the symptom index once, here: with --fork, RQ forks a
+    # process per job and every job would pay about 5 s to load them again (bench/bench_pipeline.py).
     jobs.preload()
     # A plain connection: RQ sets the socket timeouts its blocking dequeue needs.
     connection = Redis.from_url(settings.redis_url)
     names = args.queue or [settings.queue_name]
-    worker = Worker([Queue(name, connection=connection) for name in names], connection=connection)
+    # Without a fork per job, a job reuses the process's database pool, HTTP keep-alive connections and
+    # in-memory symptom index (about 3x the events per second, bench/bench_pipeline.py). What the fork
+    # would isolate is covered elsewhere: RQ's job timeout still applies (SIGALRM in this process), a
+    # crashed or killed worker's job is given back by RQ's abandoned-job handling, and --max-jobs bounds
+    # leaks.
+    worker_class = Worker if args.fork else SimpleWorker
+    worker = worker_class([Queue(name, connection=connection) for name in names], connection=connection)
     # The scheduler runs Retry intervals and rate-limit reschedules; without it they never fire.
-    worker.work(burst=args.burst, with_scheduler=True)
+    worker.work(burst=args.burst, with_scheduler=True, max_jobs=args.max_jobs)
     return 0
 
 

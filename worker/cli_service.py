@@ -17,6 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     demo = sub.add_parser("demo", help="run the sandbox's tickets through the whole service, inline")
     demo.add_argument("--database", default="var/demo.sqlite3", help="SQLite file for the demo's store")
+    demo.add_argument(
+        "--desk",
+        choices=("zendesk", "jsm"),
+        default="zendesk",
+        help="the helpdesk the demo's tickets live in: Zendesk, or a Jira Service Management desk",
+    )
     demo.set_defaults(func=run_demo)
 
 
@@ -34,5 +40,5 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo as demo
 
-    demo(Path(args.database))
+    demo(Path(args.database), desk=args.desk)
     return 0

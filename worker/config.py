@@ -33,6 +33,9 @@ class Settings:
     jira_email: str | None = None
     jira_api_token: str | None = field(default=None, repr=False)
     jira_webhook_secret: str | None = field(default=None, repr=False)
+    # The Jira Service Management desk's project key: its requests' events on /webhooks/jira are
+    # assessed like Zendesk tickets (the other JSM_* knobs are read by connector/jsm_config.py).
+    jsm_project_key: str | None = None
     # Unset: jobs run inline in the web process (the embedded default).
     redis_url: str | None = field(default=None, repr=False)
     database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
@@ -52,6 +55,7 @@ class Settings:
         "jira_email": "JIRA_EMAIL",
         "jira_api_token": "JIRA_API_TOKEN",
         "jira_webhook_secret": "JIRA_WEBHOOK_SECRET",
+        "jsm_project_key": "JSM_PROJECT_KEY",
         "redis_url": "REDIS_URL",
         "database_url": "DATABASE_URL",
         "rules_path": "ESCALATE_RULES",
@@ -86,6 +90,7 @@ class Settings:
             "JIRA_URL": self.jira_url,
             "JIRA_EMAIL": self.jira_email,
             "JIRA_API_TOKEN": self.jira_api_token,
+            "JSM_PROJECT_KEY": self.jsm_project_key,
         }
         return {**base, **{k: v for k, v in chosen.items() if v}}
 

@@ -235,10 +235,11 @@ def _stall(
         subject = f"{ticket.id}:{episode}:{missed}"
         if ctx.store.ledger_has(STALLED_NOTE, subject, escalation_id=e.id):
             continue
-        rt.zendesk.add_internal_note_text(int(ticket.id), text)
-        rt.zendesk.add_tags(int(ticket.id), [STALLED_TAG])
+        desk = rt.desk(ticket.source)
+        desk.add_note_text(ticket.id, text)
+        desk.add_tags(ticket.id, [STALLED_TAG])
         ctx.store.record_action(
-            "zendesk",
+            ticket.source,
             STALLED_NOTE,
             subject,
             escalation_id=e.id,
@@ -260,7 +261,7 @@ def _stall(
 def _unstall(ctx: JobContext, e: EscalationRecord) -> None:
     rt = runtime_for(ctx.settings)
     for ticket in e.tickets:
-        rt.zendesk.remove_tags(int(ticket.id), [STALLED_TAG])
+        rt.desk(ticket.source).remove_tags(ticket.id, [STALLED_TAG])
     ctx.store.update_tracking(e.id, stalled_since=None, missed_intervals=0)
 
 
@@ -350,10 +351,11 @@ def _customer_updates(
             f"escalations, update every {window[0]:g}–{window[1]:g} h). Tell them where Jira "
             f"{e.jira_key or e.destination} stands, even if nothing changed."
         )
-        rt.zendesk.add_internal_note_text(int(ticket.id), text)
-        rt.zendesk.add_tags(int(ticket.id), [CUSTOMER_UPDATE_TAG])
+        desk = rt.desk(ticket.source)
+        desk.add_note_text(ticket.id, text)
+        desk.add_tags(ticket.id, [CUSTOMER_UPDATE_TAG])
         ctx.store.record_action(
-            "zendesk",
+            ticket.source,
             CUSTOMER_REMINDER,
             subject,
             escalation_id=e.id,
@@ -370,10 +372,14 @@ def _customer_updates(
 
 
 def _last_public_reply(ctx: JobContext, ticket: TicketRef) -> tuple[datetime | None, bool]:
-    """(when an agent last replied publicly, whether the ticket is solved) from Zendesk."""
+    """(when an agent last replied publicly, whether the ticket is solved) from its desk."""
     rt = runtime_for(ctx.settings)
-    bundle = rt.zendesk.fetch_bundle(int(ticket.id), history_days=0, include_audits=False)
-    case = case_from_bundle(bundle)
+    if ticket.source == "zendesk":
+        bundle = rt.zendesk.fetch_bundle(int(ticket.id), history_days=0, include_audits=False)
+        case = case_from_bundle(bundle)
+    else:
+        desk = rt.desk(ticket.source)
+        case = desk.case(desk.fetch_bundle(ticket.id, history_days=0))
     replies = [c.created_at for c in case.comments if c.public and c.created_at and case.is_staff_comment(c)]
     return (max(replies) if replies else None), case.ticket.is_solved
 

@@ -23,11 +23,10 @@ from datetime import UTC, datetime
 from connector import errors
 from connector.jira_connector import IssueRef
 from connector.render import render_adf, render_jira_wiki
-from rules.adapters.zendesk import case_from_bundle
 from rules.evaluate import package_for
 from rules.package_document import package_document
 from rules.ruleset import Destination
-from worker import rollup
+from worker import rollup, symptom_index
 from worker.jobs import JobContext
 from worker.runtime import Runtime, runtime_for
 from worker.store import (
@@ -43,6 +42,9 @@ log = logging.getLogger(__name__)
 
 INTENT_WINDOW_SECONDS = 300
 STARTED, FAILED, CREATED = "jira_create_started", "jira_create_failed", "jira_create_issue"
+LINKED = "record_jira_link"
+# The audit log's name for an L2 hand-over, per desk (Zendesk's predates JSM).
+L2_ASSIGNED = {"zendesk": "assign_group", "jsm": "assign_l2"}
 
 
 class CreationInDoubt(errors.RateLimited):
@@ -61,7 +63,7 @@ def hand_off(ctx: JobContext, ref: TicketRef, destination: str, *, actor: str) -
     rt = runtime_for(ctx.settings)
     target = rt.rules.destinations[Destination(destination)]
     if target.jira is None:
-        return _assign_group(ctx, rt, ref, destination, actor)
+        return _hand_to_l2(ctx, rt, ref, destination, actor)
     escalation, label, issue = _claim(ctx, rt, ref, destination, actor)
     if issue is None and escalation.jira_key is None:
         issue = _create(ctx, rt, ref, escalation, label, actor)
@@ -114,8 +116,12 @@ def _create(
     destination = escalation.destination
     target = rt.rules.destinations[Destination(destination)].jira
     assert target is not None
-    bundle = rt.zendesk.fetch_bundle(int(ref.id), history_days=int(rt.rules.thresholds.lookback_days))
-    package = package_for(case_from_bundle(bundle), Destination(destination), rt.rules, rt.matcher)
+    desk = rt.desk(ref.source)
+    if ref.source == "zendesk":
+        bundle = symptom_index.fetch_bundle(ctx, int(ref.id))  # history from the index once it is filled
+    else:
+        bundle = desk.fetch_bundle(ref.id, history_days=int(rt.rules.thresholds.lookback_days))
+    package = package_for(desk.case(bundle), Destination(destination), rt.rules, rt.matcher)
     document = package_document(package)
     severity = package["severity"]["level"]
     try:
@@ -125,7 +131,7 @@ def _create(
             summary=package["summary"],
             description_adf=render_adf(document),
             description_wiki=render_jira_wiki(document),
-            labels=[*target.labels, f"zendesk-{ref.id}", f"severity-{severity}"],
+            labels=[*target.labels, f"{ref.source}-{ref.id}", f"severity-{severity}"],
             security_level=target.security_level,
             idempotency_label=label,
             priority=target.priority_by_severity.get(severity),
@@ -162,36 +168,27 @@ def _record(
 
 
 def _link_both_ways(ctx: JobContext, rt: Runtime, ref: TicketRef, escalation: EscalationRecord) -> None:
-    """The remote link on the issue and the key on the ticket: both upserts, so a retry repeats nothing."""
+    """Zendesk: the remote link on the issue and the key on the ticket. JSM: an issue link, an internal
+    comment and the request's labels. Each desk's link is idempotent, so a retry repeats nothing."""
     key = escalation.jira_key
     assert key is not None
-    ticket = rt.zendesk.get_ticket(int(ref.id))
-    url = rt.zendesk.ticket_url(int(ref.id))
-    rt.jira.upsert_remote_link(
-        key,
-        ticket_url=url,
-        ticket_id=ref.id,
-        title=f"Zendesk #{ref.id}: {ticket.get('subject') or ''}".strip(),
-    )
-    if rt.zendesk.record_jira_link(int(ref.id), key, rt.jira.browse_url(key)):
-        ctx.store.record_action(
-            "zendesk", "record_jira_link", ref.id, escalation_id=escalation.id, detail={"key": key}
-        )
+    desk = rt.desk(ref.source)
+    subject = desk.summary(ref.id).subject if ref.source == "zendesk" else ""
+    if desk.link_issue(ref.id, key, subject):
+        ctx.store.record_action(ref.source, LINKED, ref.id, escalation_id=escalation.id, detail={"key": key})
 
 
-def _assign_group(
+def _hand_to_l2(
     ctx: JobContext, rt: Runtime, ref: TicketRef, destination: str, actor: str
 ) -> EscalationRecord:
-    target = rt.rules.destinations[Destination(destination)].zendesk
-    group = target.group_id if target else None
+    """Senior support: a Zendesk group, or the JSM request's configured queue field."""
+    target = rt.rules.destinations[Destination(destination)]
     with ctx.store.lock_open_escalation(
         ref, destination, create=EscalationDraft(reason=f"by {actor}")
     ) as lock:
         assert lock is not None
         if lock.record.state is EscalationState.SUGGESTED:
-            if group is None:
-                raise errors.PermanentError("zendesk", f"no Zendesk group configured for {destination}")
-            rt.zendesk.assign_group(int(ref.id), int(group))
-            lock.record_action("zendesk", "assign_group", ref.id, actor=actor, detail={"group_id": group})
+            detail = rt.desk(ref.source).hand_to_l2(ref.id, target)
+            lock.record_action(ref.source, L2_ASSIGNED[ref.source], ref.id, actor=actor, detail=detail)
             lock.transition(EscalationState.CREATED)
         return lock.record

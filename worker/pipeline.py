@@ -17,8 +17,15 @@ def _evaluate(ctx: JobContext, event: InboundEvent) -> dict[str, Any]:
     return assess_ticket(ctx, event.ticket_id, delivery=(event.source.value, event.delivery_id))
 
 
+def _evaluate_request(ctx: JobContext, event: InboundEvent) -> dict[str, Any]:
+    assert event.issue_key is not None  # InboundEvent validates this on construction
+    delivery = (event.source.value, event.delivery_id)
+    return assess_ticket(ctx, event.issue_key.upper(), source="jsm", delivery=delivery)
+
+
 HANDLERS: dict[EventKind, Callable[[JobContext, InboundEvent], dict[str, Any]]] = {
     EventKind.EVALUATE_TICKET: _evaluate,
+    EventKind.EVALUATE_REQUEST: _evaluate_request,
     EventKind.ISSUE_STATUS_CHANGED: progress.status_changed,
     EventKind.ISSUE_COMMENTED: progress.commented,
 }

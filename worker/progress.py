@@ -1,5 +1,6 @@
 """Engineering's progress back to support: a Jira status change or a comment meant for support becomes an
-internal note on every ticket linked to the issue (POLICY.md §7)."""
+internal note on every ticket linked to the issue (POLICY.md §7): a Zendesk internal note, or a JSM
+internal comment."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from connector.http.events import InboundEvent
 from worker import followthrough  # issue 6: movement resets the stall clock
 from worker.jobs import JobContext
 from worker.runtime import runtime_for
-from worker.store import EscalationRecord, EscalationState, InvalidTransition
+from worker.store import EscalationRecord, EscalationState, InvalidTransition, TicketRef
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ def _category(payload: dict[str, Any]) -> str | None:
     return ((status.get("statusCategory") or {}).get("key")) or None
 
 
-def _already_noted(ctx: JobContext, ticket_id: str, delivery_id: str) -> bool:
-    return bool(ctx.store.actions(target="zendesk", subject=ticket_id, delivery_id=delivery_id, limit=1))
+def _already_noted(ctx: JobContext, ticket: TicketRef, delivery_id: str) -> bool:
+    found = ctx.store.actions(target=ticket.source, subject=ticket.id, delivery_id=delivery_id, limit=1)
+    return bool(found)
 
 
 def _note_tickets(
@@ -42,13 +44,14 @@ def _note_tickets(
     rt = runtime_for(ctx.settings)
     noted = 0
     for ticket in escalation.tickets:
-        if _already_noted(ctx, ticket.id, delivery_id):
+        if _already_noted(ctx, ticket, delivery_id):
             continue  # a retried job: this ticket heard it already
-        rt.zendesk.add_internal_note_text(int(ticket.id), text)
+        desk = rt.desk(ticket.source)
+        desk.add_note_text(ticket.id, text)
         if tags:
-            rt.zendesk.add_tags(int(ticket.id), tags)
+            desk.add_tags(ticket.id, tags)
         ctx.store.record_action(
-            "zendesk",
+            ticket.source,
             "progress_note",
             ticket.id,
             escalation_id=escalation.id,

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connector.jira_description import adf_from_text
-from rules.adapters.coerce import timestamp
 from rules.ruleset import RegressionAction
 from worker.jobs import JobContext
 from worker.runtime import runtime_for
@@ -52,7 +51,7 @@ def resolved_at(ctx: JobContext, escalation: EscalationRecord) -> datetime:
 def is_regression(
     ctx: JobContext,
     ref: TicketRef,
-    ticket: Mapping[str, Any],
+    created: datetime | None,
     old: EscalationRecord,
     *,
     now: datetime | None = None,
@@ -66,7 +65,6 @@ def is_regression(
     now = now or datetime.now(UTC)
     if now - fixed > timedelta(days=rules.regressions.lookback_days):
         return False
-    created = timestamp(ticket.get("created_at"))
     # Zendesk times have whole seconds: a ticket from the second of the resolution counts as after it.
     return created is None or created >= fixed.replace(microsecond=0)
 
@@ -93,8 +91,9 @@ def _reopen(ctx: JobContext, ref: TicketRef, old: EscalationRecord) -> dict[str,
     if not ctx.store.ledger_has(JIRA_REOPENED, subject, escalation_id=old.id):
         status = rt.jira.reopen(key)
         fixed = resolved_at(ctx, old).strftime("%Y-%m-%d")
+        desk = rt.desk(ref.source)
         text = (
-            f"{MARK} regression. Zendesk #{ref.id} ({rt.zendesk.ticket_url(int(ref.id))}) reports "
+            f"{MARK} regression. {desk.name(ref.id)} ({desk.ticket_url(ref.id)}) reports "
             f"the symptom resolved here on {fixed} again; the issue was reopened"
             + (f" (now {status})." if status else ".")
         )
@@ -145,7 +144,7 @@ def _new_linked(
 
 
 def _flag(ctx: JobContext, ref: TicketRef, old: EscalationRecord, outcome: Mapping[str, Any]) -> None:
-    if ctx.store.ledger_has(FLAGGED, ref.id, escalation_id=old.id, target="zendesk"):
+    if ctx.store.ledger_has(FLAGGED, ref.id, escalation_id=old.id, target=ref.source):
         return
     rt = runtime_for(ctx.settings)
     fixed = resolved_at(ctx, old).strftime("%Y-%m-%d")
@@ -158,6 +157,7 @@ def _flag(ctx: JobContext, ref: TicketRef, old: EscalationRecord, outcome: Mappi
         f"Regression: this ticket reports the same symptom as Jira {old.jira_key}, resolved on {fixed}. "
         f"{done}"
     )
-    rt.zendesk.add_internal_note_text(int(ref.id), text)
-    rt.zendesk.add_tags(int(ref.id), [TAG])
-    ctx.store.record_action("zendesk", FLAGGED, ref.id, escalation_id=old.id, detail=dict(outcome))
+    desk = rt.desk(ref.source)
+    desk.add_note_text(ref.id, text)
+    desk.add_tags(ref.id, [TAG])
+    ctx.store.record_action(ref.source, FLAGGED, ref.id, escalation_id=old.id, detail=dict(outcome))

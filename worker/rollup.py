@@ -24,10 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connector.jira_description import adf_from_text
-from rules.adapters.coerce import number, timestamp
+from rules.adapters.coerce import number
+from rules.case import Ticket
 from rules.ruleset import Destination, Ruleset
 from worker.jobs import JobContext
-from worker.runtime import runtime_for
+from worker.runtime import Runtime, runtime_for
 from worker.store import (
     OPEN_STATES,
     EscalationRecord,
@@ -91,17 +92,14 @@ class Placement:
 # -- before the escalation step ----------------------------------------------------------------------
 
 
-def place(
-    ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], bundle: Mapping[str, Any]
-) -> Placement:
+def place(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], ticket: Ticket) -> Placement:
     """Join the open grouped escalation whose symptom this ticket shares, or handle a regression."""
     from worker import regression
     from worker.symptom_index import index_for
 
     rt = runtime_for(ctx.settings)
     placement = Placement()
-    raw = bundle.get("ticket") or {}
-    text = f"{raw.get('subject') or ''}\n{raw.get('description') or ''}".strip()
+    text = ticket.text
     if not text:
         return placement
     destinations = grouped(rt.rules)
@@ -128,7 +126,7 @@ def place(
             placement.joined.append(escalation.id)
     if resolved_match is not None and resolved_match[0].destination not in (*open_match, *mine):
         old, score = resolved_match
-        if regression.is_regression(ctx, ref, raw, old):
+        if regression.is_regression(ctx, ref, ticket.created_at, old):
             placement.regression = regression.handle(ctx, ref, decision, old, score)
     return placement
 
@@ -164,13 +162,10 @@ def settle(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any]) -> dict
     result: dict[str, Any] = {}
     for escalation in mine:
         for r in related:
-            _join(
-                ctx,
-                escalation.id,
-                TicketRef.of(ref.source, r["ticket_id"]),
-                float(r.get("similarity") or 0),
-                via=f"related to #{ref.id}",
-            )
+            other = TicketRef.of(ref.source, r["ticket_id"])
+            if other in escalation.tickets:
+                continue  # joined already (a re-assessment): no lock, no write
+            _join(ctx, escalation.id, other, float(r.get("similarity") or 0), via=f"related to #{ref.id}")
         result[str(escalation.id)] = refresh(ctx, escalation.id)
     return {"rollups": result} if result else {}
 
@@ -262,28 +257,22 @@ def ticket_infos(ctx: JobContext, refs: Sequence[TicketRef]) -> list[TicketInfo]
         if row is not None:
             found.append(TicketInfo(ref, row.organization_id, row.requester_id, row.created_at, row.subject))
             continue
-        raw = rt.zendesk.get_ticket(int(ref.id))
-        found.append(
-            TicketInfo(
-                ref,
-                _text(raw.get("organization_id")),
-                _text(raw.get("requester_id")),
-                timestamp(raw.get("created_at")),
-                str(raw.get("subject") or ""),
-            )
-        )
+        s = rt.desk(ref.source).summary(ref.id)
+        found.append(TicketInfo(ref, s.organization_id, s.requester_id, s.created_at, s.subject))
     return found
 
 
-def _text(value: Any) -> str | None:
-    return None if value in (None, "") else str(value)
-
-
 def _organizations(ctx: JobContext, tickets: Sequence[TicketInfo]) -> dict[str, dict[str, Any]]:
-    ids = sorted({t.organization_id for t in tickets if t.organization_id})
-    if not ids:
-        return {}
-    return {str(o["id"]): o for o in runtime_for(ctx.settings).zendesk.organizations(ids)}
+    """Each linked ticket's organization, from the desk it lives in (an escalation may gather both)."""
+    rt = runtime_for(ctx.settings)
+    by_desk: dict[str, set[str]] = {}
+    for t in tickets:
+        if t.organization_id:
+            by_desk.setdefault(t.ref.source, set()).add(t.organization_id)
+    found: dict[str, dict[str, Any]] = {}
+    for source, ids in sorted(by_desk.items()):
+        found.update({str(o["id"]): o for o in rt.desk(source).organizations(sorted(ids))})
+    return found
 
 
 def compute(
@@ -401,10 +390,7 @@ def _carry_to_jira(
     for t in tickets:
         if store.ledger_has(REMOTE_LINK, t.ref.id, escalation_id=escalation.id):
             continue
-        url = rt.zendesk.ticket_url(int(t.ref.id))
-        title = f"Zendesk #{t.ref.id}: {t.subject}".strip()
-        rt.jira.upsert_remote_link(key, ticket_url=url, ticket_id=t.ref.id, title=title)
-        rt.zendesk.record_jira_link(int(t.ref.id), key, rt.jira.browse_url(key))
+        rt.desk(t.ref.source).link_issue(t.ref.id, key, t.subject)
         store.record_action("jira", REMOTE_LINK, t.ref.id, escalation_id=escalation.id, detail={"key": key})
     newcomers = [
         t
@@ -412,7 +398,7 @@ def _carry_to_jira(
         if not store.ledger_has(JOIN_COMMENT, t.ref.id, escalation_id=escalation.id)
     ]
     if newcomers:
-        lines = [_newcomer_line(rt.rules, t, orgs, rt.zendesk.ticket_url(int(t.ref.id))) for t in newcomers]
+        lines = [_newcomer_line(rt, t, orgs) for t in newcomers]
         count = len({t.organization_id or t.ref.id for t in newcomers})
         who = f"{count} more customers report" if count != 1 else "1 more customer reports"
         head = f"{COMMENT_MARK} {who} this symptom."
@@ -434,12 +420,14 @@ def _carry_to_jira(
     _tell_severity(ctx, escalation, rollup)
 
 
-def _newcomer_line(rules: Ruleset, t: TicketInfo, orgs: Mapping[str, Mapping[str, Any]], url: str) -> str:
+def _newcomer_line(rt: Runtime, t: TicketInfo, orgs: Mapping[str, Mapping[str, Any]]) -> str:
+    rules, desk = rt.rules, rt.desk(t.ref.source)
+    url = desk.ticket_url(t.ref.id)
     org = orgs.get(t.organization_id or "") or {}
     fallback = f"organization {t.organization_id}" if t.organization_id else "no organization"
     name = org.get("name") or fallback
     arr = number((org.get("organization_fields") or {}).get(rules.fields.organization.arr))
-    return f"Zendesk #{t.ref.id} from {name} (ARR {money(arr, rules.fields.currency)}): {t.subject} ({url})"
+    return f"{desk.name(t.ref.id)} from {name} (ARR {money(arr, rules.fields.currency)}): {t.subject} ({url})"
 
 
 def _tell_severity(ctx: JobContext, escalation: EscalationRecord, rollup: Mapping[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """What a job needs besides its event, built once per process: the ruleset, the symptom matcher and the
-two connectors. Secrets come from the settings (the environment), never from files; a connector whose
-settings are missing raises the connectors' ``ConfigError`` when first used."""
+connectors (Zendesk, Jira, and the JSM desk when configured). Secrets come from the settings (the
+environment), never from files; a connector whose settings are missing (for JSM, ``JSM_PROJECT_KEY``)
+raises the connectors' ``ConfigError`` when first used."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from functools import cached_property
 
 from connector.jira_client import JiraConfig
 from connector.jira_connector import JiraConnector
+from connector.jsm_config import JsmConfig
+from connector.jsm_connector import JsmConnector
 from connector.zendesk_client import ZendeskConfig
 from connector.zendesk_connector import ZendeskConnector
 from rules.evaluate import matcher_for
 from rules.ruleset import Ruleset, load_ruleset
 from rules.similarity import SymptomMatcher
 from worker.config import Settings
+from worker.desk import Desk, desk_for
 
 
 @dataclass
@@ -38,6 +42,15 @@ class Runtime:
     @cached_property
     def jira(self) -> JiraConnector:
         return JiraConnector(JiraConfig.from_env(self._environment()))
+
+    @cached_property
+    def jsm(self) -> JsmConnector:
+        """The Jira Service Management desk (``JSM_*`` settings), on the same Jira site and client."""
+        return JsmConnector(JsmConfig.from_env(self._environment()), self.jira)
+
+    def desk(self, source: str) -> Desk:
+        """Where a ticket of ``source`` (``zendesk`` or ``jsm``) lives."""
+        return desk_for(self, source)
 
     def _environment(self) -> dict[str, str]:
         return self.settings.connector_environment(os.environ)

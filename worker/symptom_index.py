@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from rules.adapters.zendesk import ticket_from_zendesk
+from rules.case import Ticket
 from rules.similarity import SymptomMatcher
 from worker.store import Store, TicketRef
 from worker.store.followup import SymptomEntry, SymptomRecord
@@ -72,8 +73,20 @@ def mode() -> str:
     return value if value in ("auto", "index", "zendesk") else "auto"
 
 
+# Below this many rows numpy's float32 product is quicker than torch's half-precision one, whose thread
+# pool costs more than the arithmetic (and competes with the model's threads).
+TORCH_FROM_ROWS = 8192
+
+
 def _text_id(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
+
+
+def _neutral(raw: Mapping[str, Any]) -> Ticket | None:
+    """A Zendesk-shaped ticket as the neutral model; None when it has no id."""
+    if _text_id(raw.get("id")) is None:
+        return None
+    return ticket_from_zendesk(dict(raw))
 
 
 def entry_text(raw: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -170,31 +183,36 @@ class SymptomIndex:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def add(self, store: Store, tickets: Iterable[Mapping[str, Any]], *, source: str = SOURCE) -> int:
-        """Index Zendesk-shaped tickets (new or changed ones only); returns how many rows were written."""
+    def add(
+        self, store: Store, tickets: Iterable[Mapping[str, Any] | Ticket], *, source: str = SOURCE
+    ) -> int:
+        """Index tickets, Zendesk-shaped or already neutral (a JSM request's ``Case.ticket``), new or
+        changed ones only; returns how many rows were written."""
         self.sync(store)
-        entries: list[tuple[Mapping[str, Any], str, str, str, str]] = []
+        entries: list[tuple[Ticket, str, str, str, str]] = []
         seen: set[str] = set()
         with self._lock:
-            for raw in tickets:
-                tid = _text_id(raw.get("id"))
-                if tid is None or tid in seen:
+            for item in tickets:
+                ticket = item if isinstance(item, Ticket) else _neutral(item)
+                if ticket is None or ticket.id in seen:
                     continue
-                seen.add(tid)
-                subject, description, text = entry_text(raw)
+                seen.add(ticket.id)
+                subject, description, text = entry_text(
+                    {"subject": ticket.subject, "description": ticket.description}
+                )
                 digest = hashlib.sha256(f"{self.name}\n{text}".encode()).hexdigest()
-                pos = self._by_key.get(TicketRef(source, tid))
-                updated = _epoch(ticket_from_zendesk(dict(raw)).updated_at)
+                pos = self._by_key.get(TicketRef(source, ticket.id))
+                updated = _epoch(ticket.updated_at)
                 if (
                     pos is not None
                     and int(self._hashes[pos]) == _h64(digest)
                     and not updated > self._updated[pos]
                 ):
                     continue  # unchanged since it was indexed
-                entries.append((raw, subject, description, text, digest))
+                entries.append((ticket, subject, description, text, digest))
         if not entries:
             return 0
-        tickets_ = [ticket_from_zendesk(dict(e[0])) for e in entries]
+        tickets_ = [e[0] for e in entries]
         live = [i for i, t in enumerate(tickets_) if t.status != DELETED]
         vectors = self._embed([entries[i][3] for i in live])
         embeddings: dict[int, bytes] = {}
@@ -217,9 +235,7 @@ class SymptomIndex:
                 created_at=ticket.created_at,
                 updated_at=ticket.updated_at,
             )
-            for i, (ticket, (_raw, subject, description, _text, digest)) in enumerate(
-                zip(tickets_, entries, strict=True)
-            )
+            for i, (ticket, subject, description, _text, digest) in enumerate(entries)
         ]
         store.upsert_symptoms(rows)
         self.sync(store)
@@ -361,7 +377,7 @@ class SymptomIndex:
             return np.asarray(self.matcher.scores(text, self._texts[:n]), dtype=np.float32)
         assert vector is not None
         query = np.ascontiguousarray(vector, dtype=np.float16)
-        if self._torch is not None:
+        if self._torch is not None and n >= TORCH_FROM_ROWS:
             torch = self._torch
             product = torch.mv(torch.from_numpy(self._matrix[:n]), torch.from_numpy(query))
             return product.float().numpy()
@@ -514,7 +530,9 @@ def mark_filled(store: Store, since: datetime) -> None:
 # -- what assessment calls ---------------------------------------------------------------------------
 
 
-def fetch_bundle(ctx: Any, ticket_id: int, *, now: datetime | None = None) -> dict[str, Any]:
+def fetch_bundle(
+    ctx: Any, ticket_id: int, *, now: datetime | None = None, ticket: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The case bundle for ``ticket_id``, its history from the index when the index covers the lookback
     window (or is forced on), from Zendesk's search otherwise; either way the ticket (and, on the Zendesk
     path, its history) is indexed."""
@@ -527,14 +545,14 @@ def fetch_bundle(ctx: Any, ticket_id: int, *, now: datetime | None = None) -> di
     chosen = mode()
     use_index = chosen == "index" or (chosen == "auto" and is_filled(ctx.store, now, days))
     if not use_index:
-        bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=int(days))
+        bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=int(days), ticket=ticket)
         history = list(bundle.get("history") or [])
         index.add(ctx.store, [bundle["ticket"], *history])
         if "history" in bundle and len(history) < _history_limit():
             # The search returned the whole window: from now on the index has every ticket of it.
             mark_filled(ctx.store, now - timedelta(days=int(days)))
         return bundle
-    bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=0)
+    bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=0, ticket=ticket)
     index.add(ctx.store, [bundle["ticket"]])
     ref = TicketRef.of(SOURCE, ticket_id)
     text = ticket_from_zendesk(bundle["ticket"]).text

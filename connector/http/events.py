@@ -23,6 +23,8 @@ class Source(StrEnum):
 class EventKind(StrEnum):
     # Something about a helpdesk ticket changed: assess it (again).
     EVALUATE_TICKET = "evaluate_ticket"
+    # A Jira Service Management request was created, updated or commented on: assess it (again).
+    EVALUATE_REQUEST = "evaluate_request"
     # The engineering issue an escalation points at moved to another status.
     ISSUE_STATUS_CHANGED = "issue_status_changed"
     # Somebody commented on that issue.

@@ -1,4 +1,7 @@
-"""POST /webhooks/jira: status changes and comments on the issues our escalations point at.
+"""POST /webhooks/jira: status changes and comments on the issues our escalations point at, and, when a
+Jira Service Management desk is configured (``JSM_PROJECT_KEY``), its requests being created, updated or
+commented on, which are assessed like Zendesk tickets. The issue key's project tells the two apart; the
+receiver never calls Jira to find out.
 
 Jira admin webhooks with a secret sign the raw body: ``X-Hub-Signature: sha256=<hex>``; the
 ``X-Atlassian-Webhook-Identifier`` header stays the same across Jira's retries of one delivery.
@@ -12,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.http import signing
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("jira_webhook", __name__)
 
 SECRET_CONFIG_KEY = "JIRA_WEBHOOK_SECRET"
+DESK_CONFIG_KEY = "JSM_PROJECT_KEY"
 SIGNATURE_HEADER = "X-Hub-Signature"
 IDENTIFIER_HEADER = "X-Atlassian-Webhook-Identifier"
 
@@ -85,7 +89,35 @@ EVENT_HANDLERS: dict[str, Callable[[Mapping[str, Any]], Extracted]] = {
     "jira:issue_updated": _issue_updated,
     "comment_created": _comment_created,
 }
-SUPPORTED_EVENTS: tuple[str, ...] = tuple(sorted(EVENT_HANDLERS))
+# What a desk request's events mean: each is a reason to judge the request again.
+REQUEST_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated", "comment_created", "comment_updated"})
+SUPPORTED_EVENTS: tuple[str, ...] = tuple(sorted(set(EVENT_HANDLERS) | REQUEST_EVENTS))
+# Fields only Escalate itself writes on a request; an update touching nothing else is our own echo.
+OWN_FIELDS = frozenset({"labels"})
+
+
+def _desk_project() -> str | None:
+    value = current_app.config.get(DESK_CONFIG_KEY)
+    return str(value).upper() if value else None
+
+
+def _is_request(key: str, desk: str | None) -> bool:
+    return desk is not None and key.upper().startswith(f"{desk}-")
+
+
+def _request_event(event_type: str, body: Mapping[str, Any]) -> Extracted:
+    key = _issue_key(body)
+    if event_type == "jira:issue_updated":
+        changelog = body.get("changelog")
+        items = changelog.get("items") if isinstance(changelog, Mapping) else None
+        touched = {
+            str(i.get("field") or i.get("fieldId") or "").lower()
+            for i in (items if isinstance(items, list) else [])
+            if isinstance(i, Mapping)
+        }
+        if touched and touched <= OWN_FIELDS:
+            raise Ignore("request update touching only labels")
+    return Extracted(EventKind.EVALUATE_REQUEST, key, {"event": event_type})
 
 
 @bp.post("/webhooks/jira")
@@ -110,11 +142,13 @@ def receive() -> Response:
         event_type = data.get("webhookEvent")
         if not isinstance(event_type, str) or not event_type:
             raise Malformed("body has no webhookEvent")
-        handler = EVENT_HANDLERS.get(event_type)
-        if handler is None:
-            return ignored("jira", event_type, "event we do not act on")
         try:
-            extracted = handler(data)
+            if event_type in REQUEST_EVENTS and _is_request(_issue_key(data), _desk_project()):
+                extracted = _request_event(event_type, data)
+            elif event_type in EVENT_HANDLERS:
+                extracted = EVENT_HANDLERS[event_type](data)
+            else:
+                return ignored("jira", event_type, "event we do not act on")
         except Ignore as exc:
             return ignored("jira", event_type, str(exc))
         event = InboundEvent(

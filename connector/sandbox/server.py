@@ -1,26 +1,38 @@
-"""Run the sandbox Zendesk and Jira side by side on local ports, in background threads."""
+"""Run the sandbox Zendesk and Jira side by side on local ports, in background threads.
+
+Served by waitress rather than werkzeug's development server: werkzeug closes every connection
+("Connection: close"), while the real Zendesk and Jira keep them open, so with werkzeug each call would
+pay a TCP handshake and a new server thread that production never pays (bench/bench_pipeline.py)."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from waitress.server import create_server
 
 from connector.sandbox import jira_app, zendesk_app
 from connector.sandbox.jira_state import JiraState
 from connector.sandbox.seed import JIRA_ISSUE_FIELD
 from connector.sandbox.zendesk_state import ZendeskState
 
+# Threads per server: tests hold requests open with injected latency while others go on.
+THREADS = 16
+
 
 @dataclass
 class _Running:
-    server: BaseWSGIServer
+    server: Any  # waitress's server (its type depends on the address family)
     thread: threading.Thread
 
     @property
     def url(self) -> str:
-        return f"http://{self.server.host}:{self.server.server_port}"
+        return f"http://{self.server.effective_host}:{self.server.effective_port}"
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)
 
 
 @dataclass
@@ -62,9 +74,7 @@ class Sandbox:
             return
         self._stopped = True
         for running in (self._zendesk, self._jira):
-            running.server.shutdown()
-            running.server.server_close()
-            running.thread.join(timeout=5)
+            running.close()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -74,8 +84,8 @@ class Sandbox:
 
 
 def _serve(app, host: str, port: int, name: str) -> _Running:
-    server = make_server(host, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    server = create_server(app, host=host, port=port, threads=THREADS, ident=name)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     return _Running(server, thread)
 
@@ -95,7 +105,6 @@ def start(
     try:
         jira = _serve(jira_app.create_app(jira_state), host, jira_port, "sandbox-jira")
     except BaseException:
-        zendesk.server.shutdown()
-        zendesk.server.server_close()
+        zendesk.close()
         raise
     return Sandbox(zendesk_state, jira_state, zendesk, jira)
