@@ -7,14 +7,15 @@ Zendesk and Jira, and the two kinds of worker the tests use:
 - ``run_simple_worker``: RQ's SimpleWorker in this process, burst, running the real job
   (``worker.jobs.process_event``) with the context the job builds from the environment — fast, for
   the tests that step through retries and reschedules one worker run at a time;
-- ``WorkerProcess``: the real ``escalate worker`` command in a subprocess (RQ's forking Worker with
-  its scheduler), for the tests that kill it or check the command end to end. Its environment comes
-  from the sandbox's ``environment()`` like a deployment's would.
+- ``WorkerProcess``: the real ``escalate worker`` command in a subprocess (RQ's SimpleWorker with its
+  scheduler, as deployed; ``--fork`` is the forking Worker), for the tests that kill it or check the
+  command end to end. Its environment comes from the sandbox's ``environment()`` like a deployment's
+  would.
 
-Subprocess workers use a copy of the shipped rules with the lexical matcher (``lexical_rules``): RQ's
-forking worker builds the job's context after the fork, so every job would otherwise import torch and
-load the embedding model again (seconds per job; see bench/bench_pipeline.py). The decisions for the
-tickets used here are the same with either matcher; in-process tests run the default (semantic) one.
+Subprocess workers use a copy of the shipped rules with the lexical matcher (``lexical_rules``): each
+worker process would otherwise load the embedding model at start (seconds per process). The decisions
+for the tickets used here are the same with either matcher; in-process tests run the default (semantic)
+one.
 """
 
 from __future__ import annotations

@@ -184,3 +184,49 @@ def test_a_stalled_request_handed_to_senior_support_sets_the_l2_queue_field(
     assert desk.custom_field(stalled, "customfield_10070") == {"value": "Tier 2"}
     done = [a.action for a in system.store.actions(target="jsm", subject=stalled)]
     assert done.count("assign_l2") == 1
+
+
+def labelled(key: str, before: str, after: str) -> dict[str, Any]:
+    return request_event(
+        key,
+        "jira:issue_updated",
+        changelog={"items": [{"field": "labels", "fromString": before, "toString": after}]},
+    )
+
+
+def test_an_agent_creates_the_suggested_issue_by_labelling_the_request(
+    system: Escalate, desk: JsmState
+) -> None:
+    csv = REQUESTS["csv_export_2"]  # an engineering suggestion, not carried out without a click
+    send(system, request_event(csv), "jsm-7")
+    assert escalation_issues(system, csv) == []
+    jsm = runtime_for(system.service.settings).jsm
+    jsm.add_labels(csv, ["escalate_create"])  # what the agent does in the request's view
+
+    answer = send(system, labelled(csv, "escalate_suggested", "escalate_suggested escalate_create"), "jsm-8")
+    send(system, labelled(csv, "escalate_suggested", "escalate_suggested escalate_create"), "jsm-9")  # again
+
+    assert answer.status_code == 202
+    issue = one(escalation_issues(system, csv))
+    assert issue["key"].startswith("ENG-")
+    assert one(jsm.linked_issues(csv))["key"] == issue["key"]
+    assert "escalate_create" not in jsm.labels(csv)  # taken away, ready for another time
+    escalation = one(system.store.escalations_for_ticket(TicketRef.of("jsm", csv)))
+    assert escalation.jira_key == issue["key"] and escalation.state is EscalationState.CREATED
+
+
+def test_a_create_label_for_another_destination_and_a_meaningless_one(
+    system: Escalate, desk: JsmState
+) -> None:
+    howto = HOWTO
+    send(system, request_event(howto), "jsm-10")
+    before = len(desk.request(howto)["comments"])
+
+    send(system, labelled(howto, "", "escalate_create"), "jsm-11")  # nothing was suggested
+    [note] = our_comments(desk, howto, before)
+    assert "nothing to create" in note["body"] and not note["public"]
+    assert escalation_issues(system, howto) == []
+
+    send(system, labelled(howto, "", "escalate_create_product"), "jsm-12")
+    issue = one(escalation_issues(system, howto))
+    assert issue["key"].startswith("PROD-")

@@ -219,3 +219,25 @@ def test_a_forged_desk_event_is_refused_and_nothing_queued(desk_app, fake_pipeli
     answer = desk_app.test_client().post(URL, data=body, headers=jira_headers(body, secret="forged"))
     assert answer.status_code == 401
     assert queued_events(desk_app, fake_pipeline) == []
+
+
+@pytest.mark.parametrize(
+    ("to", "destination"), [("fixed escalate_create", ""), ("escalate_create_security", "security")]
+)
+def test_an_agent_adding_the_create_label_is_queued_with_what_to_create(
+    desk_app, fake_pipeline, to, destination
+):
+    payload = issue_updated([{"field": "labels", "fromString": "fixed", "toString": to}], key="DESK-3")
+
+    assert post(desk_app.test_client(), payload).status_code == 202
+    [event] = queued_events(desk_app, fake_pipeline)
+    assert event["kind"] == "evaluate_request"
+    assert event["changes"]["create"] == destination
+
+
+def test_removing_the_create_label_is_our_own_echo(desk_app, fake_pipeline):
+    payload = issue_updated(
+        [{"field": "labels", "fromString": "fixed escalate_create", "toString": "fixed"}], key="DESK-3"
+    )
+    assert post(desk_app.test_client(), payload).status_code == 200
+    assert queued_events(desk_app, fake_pipeline) == []

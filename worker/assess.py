@@ -10,6 +10,7 @@ from typing import Any
 
 from rules.evaluate import evaluate
 from rules.package_document import assessment_document
+from rules.ruleset import Destination
 from worker import rollup, symptom_index  # issue 6: symptom index, one problem one issue
 from worker.handoff import hand_off
 from worker.jobs import JobContext
@@ -154,3 +155,26 @@ def tell_agent(ctx: JobContext, ref: TicketRef, decision: dict[str, Any]) -> boo
         detail={"fingerprint": print_, "verdict": decision["verdict"], "tags": current},
     )
     return True
+
+
+def create_from_label(ctx: JobContext, key: str, wanted: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    """A JSM agent's "create" (the request labelled ``escalate_create`` or ``escalate_create_<destination>``):
+    hand the request off to that destination, or to the one just suggested, then take the label away
+    so it can be used again. Safe to repeat: ``hand_off`` never creates a second issue."""
+    rt = runtime_for(ctx.settings)
+    ref = TicketRef.of("jsm", key)
+    latest = ctx.store.latest_assessment(ref)
+    destination = wanted or (latest.destination if latest is not None and latest.escalate else None)
+    label = f"escalate_create_{wanted}" if wanted else "escalate_create"
+    desk = rt.desk(ref.source)
+    try:
+        valid = destination is not None and Destination(destination) in rt.rules.destinations
+    except ValueError:
+        valid = False
+    if not valid:
+        desk.add_note_text(key, f"Escalate: nothing to create for label {label}: no such suggestion.")
+        desk.remove_tags(key, [label])
+        return {"error": f"no destination for {label}"}
+    escalation = hand_off(ctx, ref, str(destination), actor="jsm label")
+    desk.remove_tags(key, [label])
+    return {"destination": destination, "jira_key": escalation.jira_key, "state": escalation.state.value}

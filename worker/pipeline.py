@@ -8,7 +8,7 @@ from typing import Any
 from connector.errors import ConfigError
 from connector.http.events import EventKind, InboundEvent
 from worker import progress
-from worker.assess import assess_ticket
+from worker.assess import assess_ticket, create_from_label
 from worker.jobs import JobContext, PermanentFailure
 
 
@@ -20,7 +20,11 @@ def _evaluate(ctx: JobContext, event: InboundEvent) -> dict[str, Any]:
 def _evaluate_request(ctx: JobContext, event: InboundEvent) -> dict[str, Any]:
     assert event.issue_key is not None  # InboundEvent validates this on construction
     delivery = (event.source.value, event.delivery_id)
-    return assess_ticket(ctx, event.issue_key.upper(), source="jsm", delivery=delivery)
+    outcome = assess_ticket(ctx, event.issue_key.upper(), source="jsm", delivery=delivery)
+    wanted = event.changes.get("create")
+    if wanted is not None:  # an agent labelled the request escalate_create[_<destination>]
+        outcome["created"] = create_from_label(ctx, event.issue_key.upper(), str(wanted), outcome)
+    return outcome
 
 
 HANDLERS: dict[EventKind, Callable[[JobContext, InboundEvent], dict[str, Any]]] = {

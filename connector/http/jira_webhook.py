@@ -94,6 +94,8 @@ REQUEST_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated", "comment
 SUPPORTED_EVENTS: tuple[str, ...] = tuple(sorted(set(EVENT_HANDLERS) | REQUEST_EVENTS))
 # Fields only Escalate itself writes on a request; an update touching nothing else is our own echo.
 OWN_FIELDS = frozenset({"labels"})
+# The label an agent adds to a JSM request to have its escalation carried out (the sidebar's button).
+CREATE_LABEL = "escalate_create"
 
 
 def _desk_project() -> str | None:
@@ -107,17 +109,32 @@ def _is_request(key: str, desk: str | None) -> bool:
 
 def _request_event(event_type: str, body: Mapping[str, Any]) -> Extracted:
     key = _issue_key(body)
+    changes: dict[str, Any] = {"event": event_type}
     if event_type == "jira:issue_updated":
         changelog = body.get("changelog")
-        items = changelog.get("items") if isinstance(changelog, Mapping) else None
-        touched = {
-            str(i.get("field") or i.get("fieldId") or "").lower()
-            for i in (items if isinstance(items, list) else [])
-            if isinstance(i, Mapping)
-        }
-        if touched and touched <= OWN_FIELDS:
+        raw_items = changelog.get("items") if isinstance(changelog, Mapping) else None
+        items = [i for i in (raw_items if isinstance(raw_items, list) else []) if isinstance(i, Mapping)]
+        touched = {str(i.get("field") or i.get("fieldId") or "").lower() for i in items}
+        create = _create_label_added(items)
+        if create is not None:
+            changes["create"] = create
+        elif touched and touched <= OWN_FIELDS:
             raise Ignore("request update touching only labels")
-    return Extracted(EventKind.EVALUATE_REQUEST, key, {"event": event_type})
+    return Extracted(EventKind.EVALUATE_REQUEST, key, changes)
+
+
+def _create_label_added(items: list[Mapping[str, Any]]) -> str | None:
+    """An agent's "create the issue" on a JSM request, which has no sidebar: the label ``escalate_create``
+    (the suggested destination) or ``escalate_create_<destination>`` added. Returns the destination ("" for
+    the suggested one), or None when no such label was added."""
+    for item in items:
+        if str(item.get("field") or item.get("fieldId") or "").lower() != "labels":
+            continue
+        before = set(str(item.get("fromString") or "").split())
+        for label in str(item.get("toString") or "").split():
+            if label not in before and (label == CREATE_LABEL or label.startswith(CREATE_LABEL + "_")):
+                return label[len(CREATE_LABEL) + 1 :]
+    return None
 
 
 @bp.post("/webhooks/jira")
