@@ -129,9 +129,14 @@ class ZendeskConnector:
     # ----- writes -----
 
     @_calls_zendesk
-    def add_internal_note(self, ticket_id: int, html_body: str) -> None:
-        """A private comment; the HTML is reduced to an allowlist first (``connector.zendesk_html``)."""
-        self._update(ticket_id, comment=_note(html_body))
+    def add_internal_note(self, ticket_id: int, html_body: str, *, tags: Iterable[str] = ()) -> None:
+        """A private comment; the HTML is reduced to an allowlist first (``connector.zendesk_html``).
+        ``tags`` are added in the same update (``additional_tags``: the others stay)."""
+        changes: dict[str, Any] = {"comment": _note(html_body)}
+        added = [t for t in tags if t and t.strip()]
+        if added:
+            changes["additional_tags"] = _clean_tags(added)
+        self._update(ticket_id, **changes)
 
     def add_internal_note_text(self, ticket_id: int, text: str) -> None:
         """A private comment from plain text, escaped."""

@@ -101,3 +101,14 @@ def test_users_and_organizations_are_reused_across_cases_for_a_while(sandbox_sta
     zendesk.directory.clear()
     zendesk.fetch_bundle(HOWTO, history_days=0)
     assert log.matching("GET", "/api/v2/users/show_many")
+
+
+def test_a_changed_verdict_takes_away_the_tags_of_the_old_one(sandbox_state, ctx):
+    ticket = sandbox_state.zendesk_state.tickets[HOWTO]
+    ticket["tags"] = [*ticket["tags"], "escalate_suggested", "escalate_to_product", "escalate_severity_high"]
+    kept = set(ticket["tags"]) - {"escalate_suggested", "escalate_to_product", "escalate_severity_high"}
+
+    outcome = assess_ticket(ctx, HOWTO, delivery=("zendesk", "d1"))
+
+    assert outcome["noted"] is True
+    assert set(sandbox_state.zendesk_state.tickets[HOWTO]["tags"]) == kept  # kept in support: none of ours

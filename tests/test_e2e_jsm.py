@@ -230,3 +230,14 @@ def test_a_create_label_for_another_destination_and_a_meaningless_one(
     send(system, labelled(howto, "", "escalate_create_product"), "jsm-12")
     issue = one(escalation_issues(system, howto))
     assert issue["key"].startswith("PROD-")
+
+
+def test_a_changed_verdict_takes_away_the_labels_of_the_old_one(system: Escalate) -> None:
+    jsm = runtime_for(system.service.settings).jsm
+    jsm.add_labels(HOWTO, ["escalate_suggested", "escalate_to_product", "customer_vip"])
+
+    send(system, request_event(HOWTO), "jsm-13")
+
+    labels = set(jsm.labels(HOWTO))
+    assert "customer_vip" in labels
+    assert not {"escalate_suggested", "escalate_to_product"} & labels

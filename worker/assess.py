@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,7 +114,7 @@ def assess_ticket(
         trace=seen,
         delivery=delivery,
     )
-    noted = tell_agent(ctx, ref, decision)
+    noted = tell_agent(ctx, ref, decision, known_tags=case.ticket.tags)
     outcome: dict[str, Any] = {"ticket_id": ref.id, "verdict": decision["verdict"], "noted": noted}
     placed = rollup.place(
         ctx, ref, decision, case.ticket
@@ -137,7 +138,9 @@ def assess_ticket(
     return outcome
 
 
-def tell_agent(ctx: JobContext, ref: TicketRef, decision: dict[str, Any]) -> bool:
+def tell_agent(
+    ctx: JobContext, ref: TicketRef, decision: dict[str, Any], *, known_tags: Iterable[str] | None = None
+) -> bool:
     """An internal note with the assessment (a JSM internal comment, never public) and tags (JSM labels)
     naming destination and severity, once per verdict."""
     desk = runtime_for(ctx.settings).desk(ref.source)
@@ -145,9 +148,12 @@ def tell_agent(ctx: JobContext, ref: TicketRef, decision: dict[str, Any]) -> boo
     last = ctx.store.actions(target=ref.source, subject=ref.id, action="assessment_note", limit=1)
     if last and (last[0].detail or {}).get("fingerprint") == print_:
         return False
-    desk.add_note(ref.id, assessment_document(decision))
     current = decision_tags(decision)
-    desk.replace_tags(ref.id, current, MANAGED_TAGS)
+    if known_tags is None:
+        desk.add_note(ref.id, assessment_document(decision))
+        desk.replace_tags(ref.id, current, MANAGED_TAGS)
+    else:  # the ticket's tags as just read: the desk can write the note and the tags together
+        desk.add_assessment(ref.id, assessment_document(decision), current, MANAGED_TAGS, known_tags)
     ctx.store.record_action(
         ref.source,
         "assessment_note",

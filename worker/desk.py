@@ -52,6 +52,14 @@ class Desk(Protocol):
     def organizations(self, ids: Iterable[str]) -> list[dict[str, Any]]: ...
     def ticket_url(self, ticket_id: str) -> str: ...
     def add_note(self, ticket_id: str, document: Document) -> None: ...
+    def add_assessment(
+        self,
+        ticket_id: str,
+        document: Document,
+        tags: list[str],
+        managed: tuple[str, ...],
+        known: Iterable[str],
+    ) -> None: ...
     def add_note_text(self, ticket_id: str, text: str) -> None: ...
     def add_tags(self, ticket_id: str, tags: list[str]) -> None: ...
     def replace_tags(self, ticket_id: str, current: list[str], managed: tuple[str, ...]) -> None: ...
@@ -95,6 +103,21 @@ class ZendeskDesk:
 
     def add_note(self, ticket_id: str, document: Document) -> None:
         self.zendesk.add_internal_note(int(ticket_id), render_html(document))
+
+    def add_assessment(
+        self,
+        ticket_id: str,
+        document: Document,
+        tags: list[str],
+        managed: tuple[str, ...],
+        known: Iterable[str],
+    ) -> None:
+        """The note and the verdict's tags in one update; managed tags of an earlier verdict (``known``: the
+        ticket's tags as just read) are removed after."""
+        self.zendesk.add_internal_note(int(ticket_id), render_html(document), tags=tags)
+        stale = [t for t in known if t.startswith(managed) and t not in tags]
+        if stale:
+            self.zendesk.remove_tags(int(ticket_id), stale)
 
     def add_note_text(self, ticket_id: str, text: str) -> None:
         self.zendesk.add_internal_note_text(int(ticket_id), text)
@@ -165,6 +188,18 @@ class JsmDesk:
 
     def add_note(self, ticket_id: str, document: Document) -> None:
         self.jsm.add_internal_comment(ticket_id, render_jira_wiki(document))
+
+    def add_assessment(
+        self,
+        ticket_id: str,
+        document: Document,
+        tags: list[str],
+        managed: tuple[str, ...],
+        known: Iterable[str],
+    ) -> None:
+        """An internal comment, then the labels (read afresh: a request's labels are cheap to read)."""
+        self.add_note(ticket_id, document)
+        self.replace_tags(ticket_id, tags, managed)
 
     def add_note_text(self, ticket_id: str, text: str) -> None:
         self.jsm.add_internal_comment(ticket_id, text)
