@@ -195,3 +195,18 @@ def test_the_follow_through_scheduler_is_counted(tmp_path, redis_url):
     assert "follow-through" not in said(check(env, network=False), "queue", "warn")
     redis.zadd(get_registry_key(), {"cron-b": time.time(), "long-dead": time.time() - 3600})
     assert "2 follow-through schedulers are running" in said(check(env, network=False), "queue", "warn")
+
+
+def test_a_jsm_desk_is_checked_when_one_is_configured(sandbox_state, tmp_path):
+    from connector.sandbox.jsm_state import ENVIRONMENT
+
+    assert levels(check(good_env(sandbox_state, tmp_path)), "jsm") == set()  # Zendesk only: no JSM check
+
+    findings = check(good_env(sandbox_state, tmp_path, **ENVIRONMENT))
+    assert "service desk" in said(findings, "jsm", "ok")
+    assert "JSM_L2_FIELD is unset" in said(findings, "jsm", "warn")
+
+    missing = check(good_env(sandbox_state, tmp_path, **{**ENVIRONMENT, "JSM_SERVICE_DESK_ID": "999"}))
+    assert "does not exist" in said(missing, "jsm", "fail")
+    wrong = check(good_env(sandbox_state, tmp_path, **{**ENVIRONMENT, "JSM_PROJECT_KEY": "not a key"}))
+    assert "JSM settings are unusable" in said(wrong, "jsm", "fail")

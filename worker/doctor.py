@@ -1,6 +1,6 @@
 """`escalate doctor`: is this installation able to work, and if not, what exactly is wrong, in words.
 
-Each check returns findings: an area (configuration, rules, database, redis, queue, zendesk, jira,
+Each check returns findings: an area (configuration, rules, database, redis, queue, zendesk, jira, jsm,
 sidebar, metrics), a level (``ok``, ``warn``: works but watch it, ``fail``: something will not work) and
 a sentence an operator can act on. Nothing here changes anything: the only calls out are reads (who am I,
 does this project exist, PING, SELECT 1). Secrets are never printed; URLs are shown with the password
@@ -57,7 +57,7 @@ class Doctor:
         findings: list[Finding] = []
         checks: list[Check] = [check_configuration, check_rules, check_database, check_redis, check_metrics]
         if self.network:
-            checks += [check_zendesk, check_jira]
+            checks += [check_zendesk, check_jira, check_jsm]
         for check in checks:
             try:
                 findings += check(self)
@@ -463,6 +463,35 @@ def check_jira(doc: Doctor) -> list[Finding]:
             )
         else:
             out.append(ok("jira", f"project {key} is there for {destination.value}."))
+    return out
+
+
+def check_jsm(doc: Doctor) -> list[Finding]:
+    """The Jira Service Management desk, when one is configured (``JSM_PROJECT_KEY``): its settings, that
+    the account sees the desk as an agent, and the L2 hand-over's field."""
+    from connector import errors
+    from connector.jsm_connector import JsmConnector
+
+    env = doc.env()
+    if not env.get("JSM_PROJECT_KEY"):
+        return []  # Zendesk is the helpdesk
+    try:
+        jsm = JsmConnector.from_env(env)
+    except errors.ConfigError as exc:
+        return [fail("jsm", f"the JSM settings are unusable: {exc}.")]
+    desk = jsm.config.service_desk_id or jsm.config.project_key
+    try:
+        found = jsm.check_auth()
+    except errors.AuthError as exc:
+        why = f"the account may not read service desk {desk} ({exc.status}): make it an agent on the desk."
+        return [fail("jsm", why)]
+    except errors.NotFoundError:
+        return [fail("jsm", f"service desk {desk} does not exist or the account cannot see it.")]
+    except errors.ConnectorError as exc:
+        return [fail("jsm", f"cannot reach service desk {desk}: {exc.message}.")]
+    out = [ok("jsm", f"service desk {found.get('projectName') or desk} ({jsm.config.project_key}) answers.")]
+    if jsm.config.l2_field is None:
+        out.append(warn("jsm", "JSM_L2_FIELD is unset: hand-overs to senior support will fail."))
     return out
 
 
