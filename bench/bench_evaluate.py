@@ -2,6 +2,7 @@
 0, 1,000 and 10,000 tickets, on one core, and the process's peak memory.
 
     OMP_NUM_THREADS=1 python bench/bench_evaluate.py [--matcher semantic|lexical] [--cases 300]
+        [--encoder onnx-int8|torch]
 
 new/s: tickets never seen before (their embedding computed); again/s: the same tickets re-judged (an
 update that left the text alone); parse/s: reading a bundle whose history holds that many tickets;
@@ -24,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rules.adapters.zendesk import case_from_bundle
 from rules.evaluate import default_ruleset, evaluate
-from rules.similarity import load_matcher
+from rules.similarity import ENCODERS, load_matcher
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 AREAS = [
@@ -154,12 +155,15 @@ def main() -> None:
     parser.add_argument("--matcher", default="semantic", choices=["semantic", "lexical"])
     parser.add_argument("--cases", type=int, default=300)
     parser.add_argument("--histories", default="0,1000,10000")
+    parser.add_argument(
+        "--encoder", choices=ENCODERS, help="the semantic matcher's encoder (default: the module's choice)"
+    )
     args = parser.parse_args()
     if args.matcher == "semantic":
         import torch
 
-        torch.set_num_threads(1)
-    matcher = load_matcher(args.matcher)
+        torch.set_num_threads(1)  # the ONNX encoder runs on one thread of its own
+    matcher = load_matcher(args.matcher, encoder=args.encoder)
     with open("/proc/cpuinfo") as info:
         cpu = next(
             (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),

