@@ -5,15 +5,18 @@ dedupe, enqueue on Redis), served by gunicorn with the shipped config, load from
     python bench/bench_intake.py --connections 16 --duration 60
 
 Every request is a new, correctly signed delivery (its own invocation id, signed in advance: see
-bench/wrk_signed.lua), so each one takes the full path: HMAC check, timestamp check, JSON parse, the
-dedupe mark lookup, RQ's unique enqueue and the mark write. After each run the bench checks that the
-queue holds exactly one job per 202 answer.
+bench/wrk_signed.lua), so each one takes the full path: HMAC check, timestamp check, JSON parse, building
+the RQ job, and the intake's Redis script (dedupe mark lookup, unique enqueue, mark write: one round
+trip, worker/intake.py). After each run the bench checks that the queue holds exactly one job per 202
+answer.
 
 Redis: a private redis-server on a spare port (no persistence), flushed between runs; or --redis-url
 (then the bench only deletes its own queue and marks, never the database). The database is only
 migrated at start (the intake does not touch it). gunicorn: deploy/gunicorn.conf.py as shipped (sync
-workers, WEB_CONCURRENCY or 2 x cores + 1, access log on), its output to a log file. wrk, gunicorn and
-Redis share this machine's cores, which the figures include.
+workers, WEB_CONCURRENCY or cores + 1, access log on unless ESCALATE_ACCESS_LOG says otherwise), its
+output to a log file, and PROMETHEUS_MULTIPROC_DIR set to a fresh directory as every deployment sets
+it (deploy/), so the metrics cost what they cost in production. wrk, gunicorn and Redis share this
+machine's cores, which the figures include.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -95,30 +99,36 @@ def main() -> int:
 
     info = machine()
     print_machine(info)
+    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
     work = Path(tempfile.mkdtemp(prefix="escalate-bench-intake-"))
     port = spare_port()
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     results = []
     gunicorn = None
     with redis_server(args.redis_url) as redis_url, database(args.database) as database_url:
+        metrics_dir = work / "metrics"
+        metrics_dir.mkdir()
         env = {**os.environ, "ZENDESK_WEBHOOK_SECRET": WEBHOOK_SECRET, "REDIS_URL": redis_url,
-               "DATABASE_URL": database_url, "ESCALATE_QUEUE": queue, "PYTHONPATH": str(ROOT)}
+               "DATABASE_URL": database_url, "ESCALATE_QUEUE": queue, "PYTHONPATH": str(ROOT),
+               "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         if args.web_concurrency:
             env["WEB_CONCURRENCY"] = str(args.web_concurrency)
         log = (work / "gunicorn.log").open("w")
+        config = ROOT / "deploy" / "gunicorn.conf.py"
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(config), "--bind", f"127.0.0.1:{port}",
+                "worker.app:create_app()"]
         try:
-            gunicorn = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
-                 "--bind", f"127.0.0.1:{port}", "worker.app:create_app()"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
+            gunicorn = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             base = f"http://127.0.0.1:{port}"
             ready = f"{base}/readyz"
             wait_for(lambda: urllib.request.urlopen(ready, timeout=2).status == 200, "gunicorn", 60)
-            workers = env.get("WEB_CONCURRENCY") or "config default"
-            print(f"intake: gunicorn (deploy/gunicorn.conf.py, sync, workers {workers}) on {base}, Redis "
-                  f"{'given' if args.redis_url else 'private redis-server'}, wrk -t{args.threads}, "
-                  f"{args.duration} s per run, every request a new signed delivery")
+            shipped = _gunicorn_settings(config, env)
+            print(f"gunicorn: {shlex.join(['gunicorn', *argv[3:]])}: {shipped['worker_class']} workers x "
+                  f"{shipped['workers']}, access log {'on' if shipped['accesslog'] else 'off'}, "
+                  f"PROMETHEUS_MULTIPROC_DIR set")
+            print(f"intake: {base}, Redis {'given' if args.redis_url else 'private redis-server'}, wrk "
+                  f"-t{args.threads} -c<connections> -d{args.duration}s --latency -s bench/wrk_signed.lua, "
+                  f"every request a new signed delivery")
             redis = Redis.from_url(redis_url)
             from rq import Queue
 
@@ -161,6 +171,15 @@ def main() -> int:
     verdict = f"met at -c{', -c'.join(str(r['connections']) for r in met)}" if met else "NOT met"
     print(f"target >= {TARGET_RPS:g} requests/s with p99 < {TARGET_P99_MS:g} ms: {verdict}")
     return 0 if all(_clean(r) and _consistent(r) for r in results) else 1
+
+
+def _gunicorn_settings(config: Path, env: dict[str, str]) -> dict:
+    """What the gunicorn config resolves to in the bench's environment, read in a process of its own."""
+    code = ("import json, runpy, sys; ns = runpy.run_path(sys.argv[1]); "
+            "print(json.dumps({k: ns[k] for k in ('workers', 'worker_class', 'accesslog')}))")
+    done = subprocess.run([sys.executable, "-c", code, str(config)], env=env, capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout)
 
 
 def _reset(redis: Redis, rq_queue, private: bool) -> None:

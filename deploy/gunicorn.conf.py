@@ -3,8 +3,10 @@
     gunicorn -c deploy/gunicorn.conf.py "worker.app:create_app()"
 
 Environment: ESCALATE_BIND (default 0.0.0.0:$PORT, PORT default 8000), WEB_CONCURRENCY (workers),
-FORWARDED_ALLOW_IPS (the proxy in front; default 127.0.0.1), plus the service's own settings
-(DESIGN.md, "Configuration").
+FORWARDED_ALLOW_IPS (the proxy in front; default 127.0.0.1), ESCALATE_ACCESS_LOG (default on), plus
+the service's own settings (DESIGN.md, "Configuration").
+
+The figures below are from bench/bench_intake.py on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ import os
 
 bind = os.environ.get("ESCALATE_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 
-# The webhook handlers only verify and enqueue, so they are short: the usual 2 x CPU + 1, capped
-# so a big host does not open dozens of database connections.
-workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * multiprocessing.cpu_count() + 1, 8))
+# A webhook is CPU work (HMAC, JSON, building the job) plus one Redis round trip of well under a
+# millisecond, so one process per core and a spare keeps the cores busy. The usual 2 x CPU + 1 only
+# adds processes taking turns on the same cores: on 2 cores, 5 sync workers served 1,700-1,850
+# webhooks/s at ~940 us of CPU each, p99.9 ~170 ms; 3 served ~1,950/s at ~820 us, p99.9 ~33 ms. Capped
+# so a big host does not open dozens of database connections. The sidebar's first look at a ticket
+# waits on Zendesk and holds its process meanwhile: if agents' sidebars queue, raise WEB_CONCURRENCY.
+workers = int(os.environ.get("WEB_CONCURRENCY") or min(multiprocessing.cpu_count() + 1, 8))
 # Sync workers (behind a buffering proxy): with them `timeout` really bounds a request, which the
-# threaded workers' heartbeat does not.
+# threaded workers' heartbeat does not. gthread's keep-alive saves a TCP handshake per request but
+# gained nothing here (2 x 4 and 3 x 2 threads: 1,840-1,950/s) and its tail was worse (p99 21-27 ms
+# against 12-16 ms): a connection stays with one process, whose threads take turns on the GIL.
 worker_class = "sync"
 
 # Zendesk gives up on a webhook after about 12 s and then retries it. A request still running at
@@ -36,7 +44,15 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Heartbeat files on tmpfs: a slow container disk must not make the arbiter kill healthy workers.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
-accesslog = "-"
+# One line per request on stdout, through the service's JSON formatter and secret scrubber: about 70 us
+# of a webhook's ~830 us of CPU (2,030-2,060 webhooks/s without it against 1,750-1,950 with it, on 2
+# cores). ESCALATE_ACCESS_LOG=off turns it off where the CPU matters more than the line; say so in the
+# deployment's notes. What remains: every webhook outcome is still counted (escalate_webhooks_total
+# {outcome}, escalate_webhook_duration_seconds) and the service still logs bad signatures, stale
+# timestamps, duplicates, ignored events and 503s; accepted deliveries, the other 400/401/413 answers
+# and the sidebar's requests then leave no line.
+_ACCESS_LOG_OFF = os.environ.get("ESCALATE_ACCESS_LOG", "on").strip().lower() in ("0", "off", "false", "no")
+accesslog = None if _ACCESS_LOG_OFF else "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # Never log query strings: the sidebar's first load may carry a signed token.

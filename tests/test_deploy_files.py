@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import multiprocessing
 import re
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -317,3 +319,30 @@ def test_dockerfile_is_multi_stage_non_root_and_one_image_for_every_process():
     for source in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", text, re.MULTILINE):
         for item in source.split():
             assert item.rstrip("/") in allowed, f"{item} is copied but excluded by .dockerignore"
+
+
+# -- gunicorn -----------------------------------------------------------------------------------
+
+
+def gunicorn_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    """deploy/gunicorn.conf.py as gunicorn reads it, in an environment with ``env`` set."""
+    for name in ("WEB_CONCURRENCY", "ESCALATE_ACCESS_LOG"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+
+
+def test_gunicorn_runs_sync_workers_one_per_core_and_a_spare(monkeypatch):
+    settings = gunicorn_settings(monkeypatch)
+    assert settings["worker_class"] == "sync"
+    assert settings["workers"] == min(multiprocessing.cpu_count() + 1, 8)
+    assert gunicorn_settings(monkeypatch, WEB_CONCURRENCY="5")["workers"] == 5
+
+
+@pytest.mark.parametrize(("value", "accesslog"), [(None, "-"), ("on", "-"), ("off", None), ("0", None)])
+def test_the_access_log_is_on_unless_the_deployment_turns_it_off(monkeypatch, value, accesslog):
+    env = {} if value is None else {"ESCALATE_ACCESS_LOG": value}
+    settings = gunicorn_settings(monkeypatch, **env)
+    assert settings["accesslog"] == accesslog
+    assert "%(q)s" not in settings["access_log_format"]  # never query strings (signed sidebar tokens)

@@ -8,17 +8,19 @@ from datetime import UTC, datetime
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus, validate_job_id
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from connector.errors import AuthError, NotFoundError, RateLimited, TransientError
+from connector.http.events import AcceptOutcome, EventKind, InboundEvent, Source
 from connector.http.zendesk_webhook import TRIGGER_EVENT_TYPE
 from tests.conftest_service import as_body, make_settings, service_of, zendesk_headers
 from worker import cli_jobs, jobs
 from worker import queue as queue_module
 from worker.app import build_service, create_app
-from worker.intake import MARK_PREFIX
+from worker.intake import MARK_PREFIX, describe_event
 from worker.queue import job_id_for
 from worker.store import DeliveryStatus
 
@@ -97,7 +99,7 @@ def test_nothing_is_marked_when_the_enqueue_fails(own_redis, tmp_path, fake_pipe
     service.store.dispose()
 
 
-def test_an_enqueue_failing_after_the_dedupe_check_leaves_no_mark(redis_app, fake_pipeline, monkeypatch):
+def test_an_enqueue_that_cannot_reach_redis_leaves_no_mark(redis_app, fake_pipeline, monkeypatch):
     service = service_of(redis_app)
     client = redis_app.test_client()
 
@@ -105,11 +107,70 @@ def test_an_enqueue_failing_after_the_dedupe_check_leaves_no_mark(redis_app, fak
         raise RedisConnectionError("Connection reset by peer")
 
     with monkeypatch.context() as patch:
-        patch.setattr(service.queue.rq, "enqueue_call", down)
+        patch.setattr(service.intake, "script", down)
         assert deliver(client).status_code == 503
     assert not service.queue.connection.exists(MARK_PREFIX + JOB_ID)
     assert deliver(client).status_code == 202  # the retry is accepted
     assert service.queue.rq.get_job_ids() == [JOB_ID]
+
+
+def test_the_mark_is_the_scripts_last_write(redis_app, fake_pipeline):
+    """A script failing part-way (here: the push, on a queue key of the wrong type) leaves no mark."""
+    service = service_of(redis_app)
+    redis = service.queue.connection
+    redis.set(service.queue.rq.key, "not a list")
+    with pytest.raises(ResponseError):
+        service.intake.accept(_event("8350205582"))
+    assert not redis.exists(MARK_PREFIX + JOB_ID)
+    redis.delete(service.queue.rq.key, Job.key_for(JOB_ID))  # Redis is well again; the retry:
+    assert service.intake.accept(_event("8350205582")) is AcceptOutcome.ENQUEUED
+    assert redis.exists(MARK_PREFIX + JOB_ID) and service.queue.rq.get_job_ids() == [JOB_ID]
+
+
+def test_the_intake_stores_the_job_as_rq_itself_would(redis_app, fake_pipeline):
+    """The intake writes the job hash in its own script; RQ must read it as one of its own (a guard
+    for RQ upgrades: a field RQ adds or renames shows up here)."""
+    service = service_of(redis_app)
+    rq_queue = service.queue.rq
+    redis = service.queue.connection
+    event = _event("8350205582")
+    assert service.intake.accept(event) is AcceptOutcome.ENQUEUED
+    ours = redis.hgetall(Job.key_for(JOB_ID))
+    ours_ttl = redis.ttl(Job.key_for(JOB_ID))
+
+    twin = service.queue.build_job(event.to_dict(), "twin", describe_event(event))
+    rq_queue.enqueue_job(twin, unique=True)
+    theirs = redis.hgetall(Job.key_for("twin"))
+    assert redis.ttl(Job.key_for("twin")) == ours_ttl
+    moments = {b"created_at", b"enqueued_at"}
+    assert set(ours) == set(theirs)
+    assert {k: v for k, v in ours.items() if k not in moments} == {
+        k: v for k, v in theirs.items() if k not in moments
+    }
+    assert redis.sismember(rq_queue.redis_queues_keys, rq_queue.key)
+    assert rq_queue.get_job_ids() == [JOB_ID, "twin"]
+
+    job = rq_queue.fetch_job(JOB_ID)
+    assert (job.func_name, job.args, job.origin) == (queue_module.JOB_FUNC, (event.to_dict(),), rq_queue.name)
+    assert job.get_status() == JobStatus.QUEUED
+    assert job.retries_left == len(queue_module.TRANSIENT_RETRY_INTERVALS)
+    assert (job.timeout, job.result_ttl, job.failure_ttl) == (
+        queue_module.JOB_TIMEOUT,
+        queue_module.RESULT_TTL,
+        queue_module.FAILURE_TTL,
+    )
+    assert abs((datetime.now(UTC) - job.enqueued_at.replace(tzinfo=UTC)).total_seconds()) < 60
+
+
+def _event(invocation_id: str) -> InboundEvent:
+    return InboundEvent(
+        source=Source.ZENDESK,
+        delivery_id=invocation_id,
+        kind=EventKind.EVALUATE_TICKET,
+        event_type=TRIGGER_EVENT_TYPE,
+        ticket_id=42,
+        payload={"type": TRIGGER_EVENT_TYPE, "ticket_id": "42"},
+    )
 
 
 # -- dedupe ----------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import event
 
 from connector import metrics as connector_metrics  # first: sets up multi-process mode when configured
+from connector.http.webhook_common import OUTCOME_ATTR
 from worker import logging_setup
 from worker.store.models import Assessment
 
@@ -95,14 +96,14 @@ RATE_LIMIT_WAITS = connector_metrics.RATE_LIMIT_WAITS
 # -- webhooks -----------------------------------------------------------------------------------
 
 
-def webhook_outcome(response: Response) -> str:
-    """What became of a delivery, from the endpoint's own answer (connector/http/webhook_common.py)."""
-    status = response.status_code
-    if response.is_json:
-        said = (response.get_json(silent=True) or {}).get("status")
-        if said in ("accepted", "duplicate", "ignored", "unavailable"):
-            return str(said)
-    return {400: "malformed", 401: "unauthorized", 413: "too_large", 503: "unavailable"}.get(status, "error")
+def webhook_outcome(response: Response, said: Any = None) -> str:
+    """What became of a delivery: the status word the endpoint answered with, which
+    connector/http/webhook_common.py's ``reply`` leaves in ``g`` (``said``), else the HTTP status."""
+    if said in ("accepted", "duplicate", "ignored", "unavailable"):
+        return str(said)
+    return {400: "malformed", 401: "unauthorized", 413: "too_large", 503: "unavailable"}.get(
+        response.status_code, "error"
+    )
 
 
 def _before_webhook() -> None:
@@ -122,7 +123,7 @@ def _after_webhook(response: Response) -> Response:
     started = g.pop("escalate_webhook", None)
     if started is not None:
         source, since = started
-        WEBHOOKS.labels(source, webhook_outcome(response)).inc()
+        WEBHOOKS.labels(source, webhook_outcome(response, g.get(OUTCOME_ATTR))).inc()
         WEBHOOK_SECONDS.labels(source).observe(time.perf_counter() - since)
     return response
 

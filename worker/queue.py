@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
+from rq.job import Job
 
 from connector.http.events import IntakeUnavailable
 
@@ -87,6 +88,23 @@ class RedisQueue:
     def name(self) -> str:
         return self.rq.name
 
+    def build_job(self, event: dict[str, Any], job_id: str, description: str) -> Job:
+        """The RQ job for an event, with the service's retry, timeout and TTL policy; not in Redis yet.
+
+        ``submit`` enqueues it through RQ; the webhook intake writes it together with its dedupe mark
+        in one script (worker/intake.py). Either way the policy is this one.
+        """
+        return self.rq.create_job(
+            JOB_FUNC,
+            args=(event,),
+            job_id=job_id,
+            description=description,
+            retry=Retry(max=len(TRANSIENT_RETRY_INTERVALS), interval=list(TRANSIENT_RETRY_INTERVALS)),
+            timeout=JOB_TIMEOUT,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+        )
+
     def submit(self, event: dict[str, Any], job_id: str, description: str) -> bool:
         """Enqueue the job; False when a job with this id already exists (a duplicate delivery).
 
@@ -94,17 +112,7 @@ class RedisQueue:
         of a delivery make one job. Raises QueueUnavailable when Redis cannot be reached.
         """
         try:
-            self.rq.enqueue_call(
-                JOB_FUNC,
-                args=(event,),
-                job_id=job_id,
-                unique=True,
-                description=description,
-                retry=Retry(max=len(TRANSIENT_RETRY_INTERVALS), interval=list(TRANSIENT_RETRY_INTERVALS)),
-                timeout=JOB_TIMEOUT,
-                result_ttl=RESULT_TTL,
-                failure_ttl=FAILURE_TTL,
-            )
+            self.rq.enqueue_job(self.build_job(event, job_id, description), unique=True)
         except DuplicateJobError:
             return False
         except REDIS_ERRORS as exc:
@@ -113,6 +121,12 @@ class RedisQueue:
 
     def ping(self) -> None:
         self.connection.ping()
+
+
+def stored_fields(job: Job) -> list[Any]:
+    """The job's hash as ``Job.save`` writes it, flattened (field, value, field, value, …) for a
+    script's HSET: RQ's own serialisation, so an RQ worker reads the job as if RQ had enqueued it."""
+    return [item for key, value in job.to_dict().items() if value is not None for item in (key, value)]
 
 
 @dataclass

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector.http.events import AcceptOutcome, InboundEvent, Intake, IntakeUnavailable
@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 # Where the app factory keeps the service object whose ``intake`` the endpoints delegate to.
 EXTENSION_KEY = "escalate"
+# The attribute of flask.g where ``reply`` leaves the status word it answered with ("accepted",
+# "duplicate", "ignored", "unavailable"), so the request's after-hooks (worker/metrics.py) can count
+# the outcome without parsing the body they were handed.
+OUTCOME_ATTR = "escalate_webhook_status"
 
 
 class Malformed(ValueError):
@@ -26,6 +30,8 @@ class Malformed(ValueError):
 def reply(code: int, /, **fields: Any) -> Response:
     response = jsonify(fields)
     response.status_code = code
+    if "status" in fields:
+        setattr(g, OUTCOME_ATTR, fields["status"])
     return response
 
 
