@@ -9,28 +9,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connector.sandbox.zendesk_state import iso
-from tests.conftest_service import make_settings
+from tests.conftest_service import sandbox_job_context
 from worker.assess import assess_ticket
-from worker.jobs import JobContext
-from worker.queue import InlineQueue
 from worker.runtime import runtime_for
-from worker.store import Store, TicketRef
+from worker.store import TicketRef
 
 HOWTO = 104
 
 
 @pytest.fixture
 def ctx(sandbox_state, tmp_path):
-    env = sandbox_state.environment()
-    settings = make_settings(
-        tmp_path, zendesk_url=env["ZENDESK_URL"], zendesk_email=env["ZENDESK_EMAIL"],
-        zendesk_api_token=env["ZENDESK_API_TOKEN"], jira_url=env["JIRA_URL"], jira_email=env["JIRA_EMAIL"],
-        jira_api_token=env["JIRA_API_TOKEN"],
-    )  # fmt: skip
-    store = Store.from_url(settings.database_url)
-    store.upgrade()
-    yield JobContext(settings=settings, store=store, queue=InlineQueue(lambda: None))
-    store.dispose()
+    context = sandbox_job_context(sandbox_state, tmp_path)
+    yield context
+    context.store.dispose()
 
 
 def touch(sandbox, ticket_id: int, when: datetime) -> None:

@@ -14,12 +14,11 @@ from connector.sandbox.seed import TICKETS
 from rules.adapters.zendesk import case_from_bundle
 from rules.evaluate import evaluate
 from rules.ruleset import load_ruleset
-from tests.conftest_service import make_settings
+from tests.conftest_service import sandbox_job_context
 from worker import symptom_index
 from worker.backfill import backfill
 from worker.cli import main
 from worker.jobs import JobContext
-from worker.queue import InlineQueue
 from worker.store import EscalationDraft, Store, TicketRef
 from worker.symptom_index import SymptomIndex, index_for
 
@@ -109,15 +108,7 @@ def test_a_preloaded_copy_is_what_job_processes_start_from(tmp_path, matcher):
 
 
 def context(sandbox, tmp_path) -> JobContext:
-    env = sandbox.environment()
-    settings = make_settings(
-        tmp_path, zendesk_url=env["ZENDESK_URL"], zendesk_email=env["ZENDESK_EMAIL"],
-        zendesk_api_token=env["ZENDESK_API_TOKEN"], jira_url=env["JIRA_URL"], jira_email=env["JIRA_EMAIL"],
-        jira_api_token=env["JIRA_API_TOKEN"],
-    )  # fmt: skip
-    store = Store.from_url(settings.database_url)
-    store.upgrade()
-    return JobContext(settings=settings, store=store, queue=InlineQueue(lambda: None))
+    return sandbox_job_context(sandbox, tmp_path)
 
 
 def judged(ctx: JobContext, ticket_id: int) -> dict:
