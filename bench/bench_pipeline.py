@@ -6,7 +6,7 @@ judge it, keep the assessment, tell the agent, create and link Jira issues where
     python bench/bench_pipeline.py --worker fork                 # `escalate worker --fork` (a fork per job)
     python bench/bench_pipeline.py --worker simple --events 600  # `rq worker -w SimpleWorker`
 
-Options: --workers N (processes), --database postgresql|sqlite, --mode steady|fresh, --redis-url URL
+Options: --workers N (processes), --database postgresql|sqlite, --mode steady|changed|fresh, --redis-url URL
 (default: a private redis-server on a spare port), --events N (measured events).
 
 What runs where: the sandbox (Zendesk and Jira) in one process, each worker in its own, Redis and
@@ -15,8 +15,12 @@ all on the same machine, so the sandbox's CPU is taken from the workers'. The fi
 floor for a deployment where Zendesk and Jira are remote.
 
 - ``--mode steady`` (default): a warm-up round judges every seeded ticket once (first notes, tags and
-  the issues the rules auto-create); the measured events then re-judge those tickets, as Zendesk's
-  ticket-update webhooks do most of the time (the verdict rarely changes, so no new note).
+  the issues the rules auto-create); the measured events then arrive again for those tickets without
+  the tickets changing: repeated triggers, one update's several event-subscription events. After one
+  re-judgement of the echo of our own note, each is answered from the last assessment (one ticket read).
+- ``--mode changed``: each measured event is about a different ticket that was judged once before the
+  clock and then changed (its priority set, through Zendesk's API): a full re-judgement, as for a
+  customer's reply or an agent's edit; the verdict stays, so no new note.
 - ``--mode fresh``: each measured event is about a new ticket (a copy of a seeded one, created in the
   sandbox before the clock starts): first judgement, internal note and tags every time, and a Jira
   issue with its remote link and ticket link for the critical ones.
@@ -126,6 +130,19 @@ def fresh_tickets(sandbox: SandboxProcess, count: int) -> list[int]:
     return created
 
 
+def change_tickets(sandbox: SandboxProcess, ticket_ids: list[int]) -> None:
+    """An agent's edit of each ticket through Zendesk's API (a new ``updated_at``, the same problem)."""
+    from connector.sandbox.common import ZENDESK_EMAIL, ZENDESK_TOKEN
+
+    session = requests.Session()
+    session.auth = (f"{ZENDESK_EMAIL}/token", ZENDESK_TOKEN)
+    time.sleep(1.1)  # Zendesk's times have whole seconds: the change must not share the judged one's
+    for ticket_id in ticket_ids:
+        answer = session.put(f"{sandbox.zendesk_url}/api/v2/tickets/{ticket_id}.json",
+                             json={"ticket": {"priority": "high"}}, timeout=10)
+        answer.raise_for_status()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=300, help="measured events (default: %(default)s)")
@@ -134,7 +151,7 @@ def main() -> int:
                         help="escalate: `escalate worker` (production); fork: `escalate worker --fork`; "
                         "simple: `rq worker -w SimpleWorker` (RQ's own command, not preloaded)")
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument("--mode", choices=["steady", "fresh"], default="steady")
+    parser.add_argument("--mode", choices=["steady", "changed", "fresh"], default="steady")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     args = parser.parse_args()
@@ -175,6 +192,11 @@ def main() -> int:
             print(f"  warm-up took {time.monotonic() - started:.1f} s")
             if args.mode == "fresh":
                 targets = fresh_tickets(sandbox, args.events)
+            elif args.mode == "changed":
+                targets = fresh_tickets(sandbox, args.events)
+                print(f"judging {len(targets)} new tickets once, then changing them", flush=True)
+                wait_done(connection, deliver(client, targets, "first"), args.timeout)
+                change_tickets(sandbox, targets)
             else:
                 targets = [SEEDED_TICKETS[n % len(SEEDED_TICKETS)] for n in range(args.events)]
             redis_port = connection.connection_pool.connection_kwargs.get("port")
