@@ -333,3 +333,16 @@ def test_actions_are_audited(store):
     assert [a.action for a in store.actions(escalation_id=record.id)] == ["add_internal_note"]
     assert [a.action for a in store.actions(subject="ENG-1")] == ["create_issue"]
     assert oldest.at.tzinfo is UTC
+
+
+def test_reads_need_no_transaction_and_may_not_write(store):
+    from worker.store.models import Delivery
+
+    ref = TicketRef.zendesk(7)
+    store.record_assessment(ref, {"escalate": False}, ruleset_version="v1")
+    assert store.latest_assessment(ref) is not None  # a read session sees what a write session committed
+    if store.engine.dialect.name != "postgresql":
+        return  # SQLite's BEGIN costs no round trip: reads keep their transaction there
+    with pytest.raises(RuntimeError, match="read-only store session"), store._session() as session:
+        session.add(Delivery(source="zendesk", delivery_id="x", kind="evaluate_ticket", subject="7"))
+    assert store.get_delivery("zendesk", "x") is None

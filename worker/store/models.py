@@ -141,8 +141,13 @@ class Escalation(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # Loaded with the escalations in one more query per result (selectin), not one per escalation: every
+    # EscalationRecord carries its tickets, and lists of escalations are read on each assessment.
     tickets: Mapped[list[EscalationTicket]] = relationship(
-        back_populates="escalation", cascade="all, delete-orphan", order_by="EscalationTicket.id"
+        back_populates="escalation",
+        cascade="all, delete-orphan",
+        order_by="EscalationTicket.id",
+        lazy="selectin",
     )
 
     __table_args__ = (Index(None, "state"),)
