@@ -129,14 +129,15 @@ class ZendeskConnector:
     # ----- writes -----
 
     @_calls_zendesk
-    def add_internal_note(self, ticket_id: int, html_body: str, *, tags: Iterable[str] = ()) -> None:
+    def add_internal_note(self, ticket_id: int, html_body: str, *, tags: Iterable[str] = ()) -> str | None:
         """A private comment; the HTML is reduced to an allowlist first (``connector.zendesk_html``).
-        ``tags`` are added in the same update (``additional_tags``: the others stay)."""
+        ``tags`` are added in the same update (``additional_tags``: the others stay). Returns the ticket's
+        ``updated_at`` after the update, when Zendesk says."""
         changes: dict[str, Any] = {"comment": _note(html_body)}
         added = [t for t in tags if t and t.strip()]
         if added:
             changes["additional_tags"] = _clean_tags(added)
-        self._update(ticket_id, **changes)
+        return self._update(ticket_id, **changes)
 
     def add_internal_note_text(self, ticket_id: int, text: str) -> None:
         """A private comment from plain text, escaped."""
@@ -184,12 +185,15 @@ class ZendeskConnector:
         self._update(ticket_id, **changes)
         return True
 
-    def _update(self, ticket_id: int, **changes: Any) -> None:
+    def _update(self, ticket_id: int, **changes: Any) -> str | None:
+        """Returns the ticket's ``updated_at`` after the update (from the audit's ticket), or None."""
         ticket = Ticket(id=int(ticket_id))
         for name, value in changes.items():
             setattr(ticket, name, value)  # zenpy sends only the attributes set after construction
-        self._client.tickets.update(ticket)
+        audit = self._client.tickets.update(ticket)
         log.info("zendesk ticket %s updated: %s", ticket_id, ", ".join(sorted(changes)))
+        updated = getattr(getattr(audit, "ticket", None), "updated_at", None)
+        return str(updated) if updated else None
 
 
 def _note(html_body: str) -> Comment:

@@ -84,4 +84,6 @@ def test_the_same_delivery_twenty_times_gives_one_job_and_one_issue(system):
     assert len(system.our_notes(OUTAGE)) == 2
     done = actions(system.store, OUTAGE)
     assert done.count("jira_create_issue") == 1 and done.count("assessment_note") == 1
-    assert len(system.store.assessments(TicketRef.zendesk(OUTAGE))) == 2  # judged twice, acted on once
+    # Acted on once. Judged once or twice: the ticket changed only by our own note and link, which the
+    # second delivery recognises as ours when both writes fell in one second (Zendesk's time resolution).
+    assert 1 <= len(system.store.assessments(TicketRef.zendesk(OUTAGE))) <= 2

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "zendesk"  # the default desk; a JSM request is assessed with source="jsm"
 DEFAULT_REASSESS_AFTER = 600.0
+NOTE_ACTION = "assessment_note"
 TAG_PREFIX = "escalate_"
 # Tags this module owns on a ticket; a changed verdict removes the ones that no longer hold.
 MANAGED_TAGS = (f"{TAG_PREFIX}suggested", f"{TAG_PREFIX}to_", f"{TAG_PREFIX}severity_")
@@ -67,11 +68,21 @@ def still_current(
     last = ctx.store.latest_assessment(ref)
     if last is None or last.ruleset_version != ruleset_version or not isinstance(last.trace, dict):
         return None
-    if last.trace.get("ticket_updated_at") != updated_at or last.trace.get("delivery") == delivery:
+    if last.trace.get("delivery") == delivery:
+        return None
+    if last.trace.get("ticket_updated_at") != updated_at and not _our_echo(ctx, ref, updated_at, last):
         return None
     if (datetime.now(UTC) - last.assessed_at).total_seconds() > window:
         return None
     return last
+
+
+def _our_echo(ctx: JobContext, ref: TicketRef, updated_at: Any, last: AssessmentRecord) -> bool:
+    """Whether the ticket's only change since ``last`` is the note that assessment's job wrote."""
+    notes = ctx.store.actions(target=ref.source, subject=ref.id, action=NOTE_ACTION, limit=1)
+    if not notes or notes[0].at < last.assessed_at:
+        return False
+    return (notes[0].detail or {}).get("ticket_updated_at") == updated_at
 
 
 def assess_ticket(
@@ -145,21 +156,22 @@ def tell_agent(
     naming destination and severity, once per verdict."""
     desk = runtime_for(ctx.settings).desk(ref.source)
     print_ = fingerprint(decision)
-    last = ctx.store.actions(target=ref.source, subject=ref.id, action="assessment_note", limit=1)
+    last = ctx.store.actions(target=ref.source, subject=ref.id, action=NOTE_ACTION, limit=1)
     if last and (last[0].detail or {}).get("fingerprint") == print_:
         return False
     current = decision_tags(decision)
+    written = None
     if known_tags is None:
         desk.add_note(ref.id, assessment_document(decision))
         desk.replace_tags(ref.id, current, MANAGED_TAGS)
     else:  # the ticket's tags as just read: the desk can write the note and the tags together
-        desk.add_assessment(ref.id, assessment_document(decision), current, MANAGED_TAGS, known_tags)
-    ctx.store.record_action(
-        ref.source,
-        "assessment_note",
-        ref.id,
-        detail={"fingerprint": print_, "verdict": decision["verdict"], "tags": current},
-    )
+        written = desk.add_assessment(
+            ref.id, assessment_document(decision), current, MANAGED_TAGS, known_tags
+        )
+    detail = {"fingerprint": print_, "verdict": decision["verdict"], "tags": current}
+    if written:
+        detail["ticket_updated_at"] = written  # the ticket's time after our note: its echo is ours
+    ctx.store.record_action(ref.source, NOTE_ACTION, ref.id, detail=detail)
     return True
 
 

@@ -59,7 +59,7 @@ class Desk(Protocol):
         tags: list[str],
         managed: tuple[str, ...],
         known: Iterable[str],
-    ) -> None: ...
+    ) -> str | None: ...
     def add_note_text(self, ticket_id: str, text: str) -> None: ...
     def add_tags(self, ticket_id: str, tags: list[str]) -> None: ...
     def replace_tags(self, ticket_id: str, current: list[str], managed: tuple[str, ...]) -> None: ...
@@ -111,13 +111,16 @@ class ZendeskDesk:
         tags: list[str],
         managed: tuple[str, ...],
         known: Iterable[str],
-    ) -> None:
+    ) -> str | None:
         """The note and the verdict's tags in one update; managed tags of an earlier verdict (``known``: the
-        ticket's tags as just read) are removed after."""
-        self.zendesk.add_internal_note(int(ticket_id), render_html(document), tags=tags)
+        ticket's tags as just read) are removed after. Returns the ticket's ``updated_at`` after the note
+        (None after a second write), so the echo of this write is known as ours."""
+        written = self.zendesk.add_internal_note(int(ticket_id), render_html(document), tags=tags)
         stale = [t for t in known if t.startswith(managed) and t not in tags]
         if stale:
             self.zendesk.remove_tags(int(ticket_id), stale)
+            return None
+        return written
 
     def add_note_text(self, ticket_id: str, text: str) -> None:
         self.zendesk.add_internal_note_text(int(ticket_id), text)
@@ -196,10 +199,11 @@ class JsmDesk:
         tags: list[str],
         managed: tuple[str, ...],
         known: Iterable[str],
-    ) -> None:
+    ) -> str | None:
         """An internal comment, then the labels (read afresh: a request's labels are cheap to read)."""
         self.add_note(ticket_id, document)
         self.replace_tags(ticket_id, tags, managed)
+        return None
 
     def add_note_text(self, ticket_id: str, text: str) -> None:
         self.jsm.add_internal_comment(ticket_id, text)
