@@ -16,8 +16,8 @@ floor for a deployment where Zendesk and Jira are remote.
 
 - ``--mode steady`` (default): a warm-up round judges every seeded ticket once (first notes, tags and
   the issues the rules auto-create); the measured events then arrive again for those tickets without
-  the tickets changing: repeated triggers, one update's several event-subscription events. After one
-  re-judgement of the echo of our own note, each is answered from the last assessment (one ticket read).
+  the tickets changing (repeated triggers, one update's several event-subscription events, the echo of
+  our own note): each is answered from the last assessment, for one ticket read.
 - ``--mode changed``: each measured event is about a different ticket that was judged once before the
   clock and then changed (its priority set, through Zendesk's API): a full re-judgement, as for a
   customer's reply or an agent's edit; the verdict stays, so no new note.
