@@ -136,7 +136,7 @@ def run_demo(database: Path, console: Console | None = None, desk: str = "zendes
         finally:
             server.shutdown()
             service.queue.close()
-    _print(console, rows)
+    _print(console, rows, desk)
     return rows
 
 
@@ -233,7 +233,7 @@ def _why(decision: dict[str, Any]) -> str:
     return ", ".join(shown) or "-"
 
 
-def _print(console: Console, rows: list[dict[str, Any]]) -> None:
+def _print(console: Console, rows: list[dict[str, Any]], desk: str = "zendesk") -> None:
     table = Table(title="Escalate demo: what the service decided and did")
     for column in ("ticket", "subject", "decision", "why", "escalation", "notes"):
         table.add_column(column, overflow="fold")
@@ -245,5 +245,9 @@ def _print(console: Console, rows: list[dict[str, Any]]) -> None:
     created = sum(r["carried_out"] for r in rows)
     console.print(
         f"{len(rows)} tickets judged; {created} escalation(s) carried out; the rest are suggestions "
-        "an agent confirms in the sidebar."
+        + (
+            "an agent confirms by labelling the request escalate_create."
+            if desk == "jsm"
+            else "an agent confirms in the sidebar."
+        )
     )
