@@ -1,9 +1,9 @@
-"""A short-lived cache of a helpdesk's directory: users and organizations by id.
+"""A short-lived cache of a helpdesk's directory: users, organizations, memberships, properties.
 
 A case needs its requester's and the history's organizations every time, and they change rarely (an
-account's ARR, its tier); refetching them costs one or two calls per job. Entries live ``ttl`` seconds
-(``ZENDESK_DIRECTORY_TTL``; 0 turns the cache off), at most ``maxsize`` of them, least recently used
-first out. Thread-safe: the inline job thread and request threads may share a connector.
+account's ARR, its tier); refetching them costs calls on every job. Entries live ``ttl`` seconds
+(``ZENDESK_DIRECTORY_TTL``, ``JSM_DIRECTORY_TTL``; 0 turns the cache off), at most ``maxsize`` of them,
+the oldest first out. Thread-safe: the inline job thread and request threads may share a connector.
 """
 
 from __future__ import annotations
@@ -19,12 +19,26 @@ DEFAULT_MAXSIZE = 20_000
 
 
 class Directory:
+    MISS = object()
+
     def __init__(self, ttl: float = DEFAULT_TTL, maxsize: int = DEFAULT_MAXSIZE) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._items: TTLCache[Hashable, dict[str, Any]] | None = (
+        self._items: TTLCache[Hashable, Any] | None = (
             TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else None
         )
+
+    def get(self, key: Hashable) -> Any:
+        """The cached value (None is a value: "looked up, not there"), or ``Directory.MISS``."""
+        if self._items is None:
+            return self.MISS
+        with self._lock:
+            return self._items.get(key, self.MISS)
+
+    def put(self, key: Hashable, value: Any) -> None:
+        if self._items is not None:
+            with self._lock:
+                self._items[key] = value
 
     def many(
         self, kind: str, ids: Iterable[Any], fetch: Callable[[list[int]], list[dict[str, Any]]]

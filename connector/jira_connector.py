@@ -54,7 +54,9 @@ class IssueStatus:
     updated: datetime | None
 
 
-def _calls_jira(method: Callable[P, R]) -> Callable[P, R]:
+def calls_jira(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a method inside ``jira_errors``: whatever the client raises arrives as a typed error."""
+
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with jira_errors():
@@ -107,12 +109,12 @@ class JiraConnector:
     def browse_url(self, key: str) -> str:
         return f"{self.config.server_url}/browse/{key}"
 
-    @_calls_jira
+    @calls_jira
     def check_auth(self) -> dict[str, Any]:
         """The authenticated account (``GET /rest/api/2/myself``); raises ``AuthError`` when refused."""
         return self.client.myself()
 
-    @_calls_jira
+    @calls_jira
     def create_issue(
         self,
         *,
@@ -154,7 +156,7 @@ class JiraConnector:
             raw = self.client.create_issue(fields=fields, prefetch=False).raw
         return IssueRef(key=raw["key"], id=str(raw["id"]), url=self.browse_url(raw["key"]))
 
-    @_calls_jira
+    @calls_jira
     def find_issue_by_label(self, label: str) -> IssueRef | None:
         """The oldest issue carrying ``label``, or None. Eventually consistent on Cloud: see module doc."""
         jql = f'labels = "{clean_label(label)}" ORDER BY created ASC'
@@ -164,7 +166,7 @@ class JiraConnector:
             return None
         return IssueRef(key=issues[0]["key"], id=str(issues[0]["id"]), url=self.browse_url(issues[0]["key"]))
 
-    @_calls_jira
+    @calls_jira
     def upsert_remote_link(
         self,
         issue_key: str,
@@ -192,7 +194,7 @@ class JiraConnector:
         """Attach a further ticket (same symptom, another customer) to an existing issue."""
         return self.upsert_remote_link(issue_key, ticket_url=ticket_url, ticket_id=ticket_id, title=title)
 
-    @_calls_jira
+    @calls_jira
     def add_comment(
         self, key: str, *, body_adf: dict[str, Any] | None = None, body_wiki: str | None = None
     ) -> str:
@@ -204,7 +206,7 @@ class JiraConnector:
             raise ValueError("add_comment needs body_wiki outside Cloud (or when the ADF is not valid)")
         return str(self.client.add_comment(key, fit_wiki(body_wiki, None)).id)
 
-    @_calls_jira
+    @calls_jira
     def get_status(self, key: str) -> IssueStatus:
         fields = self.client.issue(key, fields="status,updated").raw.get("fields") or {}
         status = fields.get("status") or {}
@@ -215,12 +217,12 @@ class JiraConnector:
             updated=parse_jira_time(fields.get("updated")),
         )
 
-    @_calls_jira
+    @calls_jira
     def link_issues(self, inward_key: str, outward_key: str, link_type: str = "Relates") -> None:
         """An issue link between two Jira issues (e.g. a recurrence to the original defect)."""
         self.client.create_issue_link(link_type, inward_key, outward_key)
 
-    @_calls_jira
+    @calls_jira
     def reopen(self, key: str) -> str | None:
         """Move a done issue back into work; returns the status it moved to, None when it was not done.
 
@@ -240,24 +242,24 @@ class JiraConnector:
         self.client.transition_issue(key, str(chosen["id"]))
         return str((chosen.get("to") or {}).get("name") or chosen.get("name") or "")
 
-    @_calls_jira
+    @calls_jira
     def labels(self, key: str) -> list[str]:
         fields = self.client.issue(key, fields="labels").raw.get("fields") or {}
         return [str(x) for x in fields.get("labels") or []]
 
-    @_calls_jira
+    @calls_jira
     def set_priority(self, key: str, priority: str) -> None:
         """``PUT /rest/api/2/issue/{key}`` with the priority by name."""
         self._put_v2(f"issue/{key}", {"fields": {"priority": {"name": priority}}})
 
-    @_calls_jira
+    @calls_jira
     def replace_labels(self, key: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
         """Add and remove labels without touching the others (the ``update`` verbs of an issue edit)."""
         ops = [{"remove": clean_label(x)} for x in remove] + [{"add": clean_label(x)} for x in add]
         if ops:
             self._put_v2(f"issue/{key}", {"update": {"labels": ops}})
 
-    @_calls_jira
+    @calls_jira
     def set_property(self, key: str, name: str, value: Any) -> None:
         """An issue entity property (``PUT /rest/api/2/issue/{key}/properties/{name}``): data an app keeps
         on the issue, readable by other apps and automation."""

@@ -19,7 +19,7 @@ Calls, in order; each through the ``jira`` client's own session (auth, timeout, 
    history's reporters: ``GET …/servicedesk/{id}/organization?accountId=…`` (needs an agent).
 9. ``GET …/organization/{id}/property/{JSM_ORG_PROPERTY_KEY}`` for every organization found (404: none).
 
-JSM has no bulk lookup for 8 and 9, and organizations change rarely: a ``DirectoryCache`` keeps both
+JSM has no bulk lookup for 8 and 9, and organizations change rarely: a ``Directory`` keeps both
 answers for a few minutes across the cases one connector assembles.
 """
 
@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, TypeVar
 
 from jira import JIRA
 
+from connector.directory import Directory
 from connector.errors import AuthError, NotFoundError, PermanentError
 from connector.jira_client import jira_errors
 from connector.jira_connector import parse_jira_time
@@ -79,35 +78,6 @@ class ServiceDeskApi:
             start += len(values)
 
 
-class DirectoryCache:
-    """Memberships and organization properties, kept ``ttl`` seconds (0: not kept)."""
-
-    MISS = object()
-
-    def __init__(self, ttl: float = 300.0) -> None:
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._items: dict[Hashable, tuple[float, Any]] = {}
-
-    def get(self, key: Hashable) -> Any:
-        """The cached value, or ``DirectoryCache.MISS``."""
-        with self._lock:
-            found = self._items.get(key)
-            if found is None or found[0] < time.monotonic():
-                self._items.pop(key, None)
-                return self.MISS
-            return found[1]
-
-    def put(self, key: Hashable, value: Any) -> None:
-        if self.ttl > 0:
-            with self._lock:
-                self._items[key] = (time.monotonic() + self.ttl, value)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
 def search_issues(
     client: JIRA, jql: str, fields: list[str], page_size: int = PAGE
 ) -> Iterator[dict[str, Any]]:
@@ -145,10 +115,10 @@ def assemble(
     history_limit: int = DEFAULT_HISTORY_LIMIT,
     comment_limit: int = DEFAULT_COMMENT_LIMIT,
     include_changelog: bool = True,
-    cache: DirectoryCache | None = None,
+    cache: Directory | None = None,
 ) -> dict[str, Any]:
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    cache = cache or DirectoryCache(ttl=0)
+    cache = cache or Directory(ttl=0)
     api = ServiceDeskApi(client, server_url)
     request = api.get(f"request/{key}", {"expand": "requestType"})
     key = str(request.get("issueKey") or key)
@@ -253,7 +223,7 @@ def _memberships(
     config: JsmConfig,
     bundle: dict[str, Any],
     organizations: dict[str, dict[str, Any]],
-    cache: DirectoryCache,
+    cache: Directory,
 ) -> dict[str, list[str]]:
     """Which of the desk's organizations the accounts that matter belong to (see the module doc)."""
     reporter = _account(bundle["request"].get("reporter"))
@@ -277,7 +247,7 @@ def _memberships(
     path = f"servicedesk/{desk}/organization"
     for account in [*wanted, *extra[: config.membership_lookups]]:
         orgs = cache.get(("member", desk, account))
-        if orgs is DirectoryCache.MISS:
+        if orgs is Directory.MISS:
             orgs = _optional(
                 f"organizations of {account}",
                 lambda account=account: list(api.pages(path, {"accountId": account})),
@@ -293,10 +263,10 @@ def _memberships(
 
 
 def organization_property(
-    api: ServiceDeskApi, org_id: str, key: str, cache: DirectoryCache
+    api: ServiceDeskApi, org_id: str, key: str, cache: Directory
 ) -> dict[str, Any] | None:
     found = cache.get(("property", org_id, key))
-    if found is not DirectoryCache.MISS:
+    if found is not Directory.MISS:
         return found
     try:
         with jira_errors():

@@ -17,38 +17,27 @@ One connector per worker thread, as for the others (a ``requests.Session`` is no
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from jira import JIRA
 
 from connector import jsm_bundle
+from connector.directory import Directory
 from connector.errors import ConfigError, NotFoundError
-from connector.jira_client import JiraConfig, jira_errors
-from connector.jira_connector import IssueRef, JiraConnector, clean_label
+from connector.jira_client import JiraConfig
+from connector.jira_connector import IssueRef, JiraConnector, calls_jira, clean_label
 from connector.jira_description import fit_wiki
-from connector.jsm_bundle import DirectoryCache, ServiceDeskApi
+from connector.jsm_bundle import ServiceDeskApi
 from connector.jsm_config import JsmConfig
 
 log = logging.getLogger(__name__)
 
-P = ParamSpec("P")
-R = TypeVar("R")
 SOURCE = "jsm"
-
-
-def _calls_jira(method: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with jira_errors():
-            return method(*args, **kwargs)
-
-    return wrapper
 
 
 def issue_label(key: str) -> str:
@@ -61,7 +50,7 @@ class JsmConnector:
         self.config = config
         self.jira = jira
         # Organization memberships and properties, reused across cases for a few minutes.
-        self.directory = DirectoryCache(ttl=config.directory_ttl)
+        self.directory = Directory(ttl=config.directory_ttl)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> JsmConnector:
@@ -89,18 +78,18 @@ class JsmConnector:
 
     # ----- reads -----
 
-    @_calls_jira
+    @calls_jira
     def check_auth(self) -> dict[str, Any]:
         """The service desk as this account sees it; raises ``AuthError``/``NotFoundError`` when refused."""
         desk = self.config.service_desk_id or self.config.project_key
         return self.api.get(f"servicedesk/{desk}")
 
-    @_calls_jira
+    @calls_jira
     def get_request(self, key: str) -> dict[str, Any]:
         """``GET /rest/servicedeskapi/request/{key}?expand=requestType``."""
         return self.api.get(f"request/{key}", {"expand": "requestType"})
 
-    @_calls_jira
+    @calls_jira
     def fetch_case(
         self,
         key: str,
@@ -125,12 +114,12 @@ class JsmConnector:
 
     fetch_bundle = fetch_case  # the name the Zendesk connector uses
 
-    @_calls_jira
+    @calls_jira
     def organization(self, org_id: str) -> dict[str, Any] | None:
         """An organization in the shape rollups read: ``{"id", "name", "organization_fields"}``, its fields
         from the configured organization property (cached like the case's); None when it does not exist."""
         cached = self.directory.get(("organization", org_id))
-        if cached is DirectoryCache.MISS:
+        if cached is Directory.MISS:
             try:
                 cached = self.api.get(f"organization/{org_id}")
             except NotFoundError:
@@ -148,17 +137,17 @@ class JsmConnector:
             "organization_fields": fields,
         }
 
-    @_calls_jira
+    @calls_jira
     def comments(self, key: str, *, public: bool = True, internal: bool = True) -> list[dict[str, Any]]:
         params = {"public": str(public).lower(), "internal": str(internal).lower()}
         return list(self.api.pages(f"request/{key}/comment", params))
 
-    @_calls_jira
+    @calls_jira
     def labels(self, key: str) -> list[str]:
         fields = self.client.issue(key, fields="labels").raw.get("fields") or {}
         return [str(x) for x in fields.get("labels") or []]
 
-    @_calls_jira
+    @calls_jira
     def linked_issues(self, key: str) -> list[dict[str, str]]:
         """The request's issue links: ``{"key", "type", "direction"}`` (direction: inward or outward)."""
         fields = self.client.issue(key, fields="issuelinks").raw.get("fields") or {}
@@ -175,7 +164,7 @@ class JsmConnector:
 
     # ----- writes -----
 
-    @_calls_jira
+    @calls_jira
     def add_internal_comment(self, key: str, body: str) -> str:
         """An internal comment (``"public": false``: agents only, never the customer); returns its id.
 
@@ -185,16 +174,16 @@ class JsmConnector:
         created = self.api.post(f"request/{key}/comment", {"body": fit_wiki(body, None), "public": False})
         return str(created.get("id", ""))
 
-    @_calls_jira
+    @calls_jira
     def add_labels(self, key: str, labels: Iterable[str]) -> None:
         """Adds labels without touching the others (``update.labels`` of ``PUT /rest/api/2/issue/{key}``)."""
         self._edit(key, {"update": {"labels": [{"add": x} for x in _clean_labels(labels)]}})
 
-    @_calls_jira
+    @calls_jira
     def remove_labels(self, key: str, labels: Iterable[str]) -> None:
         self._edit(key, {"update": {"labels": [{"remove": x} for x in _clean_labels(labels)]}})
 
-    @_calls_jira
+    @calls_jira
     def link_issue(self, request_key: str, issue_key: str, link_type: str | None = None) -> bool:
         """An issue link between the request and ``issue_key``; False when one already exists.
 
@@ -206,7 +195,7 @@ class JsmConnector:
         self.jira.link_issues(issue_key, request_key, link_type or self.config.link_type)
         return True
 
-    @_calls_jira
+    @calls_jira
     def record_issue_link(self, request_key: str, issue_key: str, issue_url: str) -> bool:
         """Link the request to the issue, say so in an internal comment, and label the request.
 
@@ -220,7 +209,7 @@ class JsmConnector:
         self.add_labels(request_key, [self.config.escalation_label, marker])
         return True
 
-    @_calls_jira
+    @calls_jira
     def assign_l2(self, key: str) -> None:
         """L2 hand-over: set the configured field (what the L2 queue filters on, or the assignee group)."""
         if self.config.l2_field is None:
