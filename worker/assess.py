@@ -100,22 +100,15 @@ def assess_ticket(
     desk = rt.desk(source)
     # What this assessment saw, for telling a later event about the same ticket version apart.
     seen: dict[str, Any] = {"delivery": ":".join(delivery) if delivery else None}
-    if source == SOURCE:
+    raw = None
+    if source == SOURCE:  # a Zendesk ticket's updated_at costs one read: enough to tell it unchanged
         raw = rt.zendesk.get_ticket(int(ticket_id))
         seen["ticket_updated_at"] = raw.get("updated_at")
         version = rt.rules.version
         last = None if force else still_current(ctx, ref, raw.get("updated_at"), version, seen["delivery"])
         if last is not None:
             return {"ticket_id": ref.id, "verdict": last.decision.get("verdict"), "unchanged": True}
-        # History from the index once it is filled; the ticket just read is not read again.
-        bundle = symptom_index.fetch_bundle(ctx, int(ticket_id), ticket=raw)
-        case = desk.case(bundle)
-    else:
-        # JSM: the history comes from the desk's own JQL search; the request joins the symptom index so
-        # later reports of its symptom find it.
-        bundle = desk.fetch_bundle(ref.id, history_days=int(rt.rules.thresholds.lookback_days))
-        case = desk.case(bundle)
-        symptom_index.index_for(ctx.store, rt.matcher).add(ctx.store, [case.ticket], source=source)
+    case = desk.case(symptom_index.case_bundle(ctx, ref, ticket=raw))  # the ticket just read is reused
     decision = evaluate(case, rt.rules, rt.matcher).to_dict()
     record = ctx.store.record_assessment(
         ref,

@@ -46,7 +46,10 @@ class Desk(Protocol):
 
     # The word agents use for a ticket there, in texts we write ("Zendesk #12", "DESK-12").
     def name(self, ticket_id: str) -> str: ...
-    def fetch_bundle(self, ticket_id: str, *, history_days: int) -> dict[str, Any]: ...
+    def fetch_bundle(self, ticket_id: str, *, history_days: int, changes: bool = True) -> dict[str, Any]:
+        """The case bundle; ``changes=False`` leaves out the field-change history (audits, changelog)."""
+        ...
+
     def case(self, bundle: dict[str, Any], now: datetime | None = None) -> Case: ...
     def summary(self, ticket_id: str) -> TicketSummary: ...
     def organizations(self, ids: Iterable[str]) -> list[dict[str, Any]]: ...
@@ -64,7 +67,10 @@ class Desk(Protocol):
     def add_tags(self, ticket_id: str, tags: list[str]) -> None: ...
     def replace_tags(self, ticket_id: str, current: list[str], managed: tuple[str, ...]) -> None: ...
     def remove_tags(self, ticket_id: str, tags: list[str]) -> None: ...
-    def link_issue(self, ticket_id: str, key: str, subject: str) -> bool: ...
+    def link_issue(self, ticket_id: str, key: str, subject: str | None = None) -> bool:
+        """Tie the ticket to Jira issue ``key``, both ways; ``subject``: the ticket's, when known."""
+        ...
+
     def hand_to_l2(self, ticket_id: str, target: Target) -> dict[str, Any]: ...
 
 
@@ -78,8 +84,8 @@ class ZendeskDesk:
     def name(self, ticket_id: str) -> str:
         return f"Zendesk #{ticket_id}"
 
-    def fetch_bundle(self, ticket_id: str, *, history_days: int) -> dict[str, Any]:
-        return self.zendesk.fetch_bundle(int(ticket_id), history_days=history_days)
+    def fetch_bundle(self, ticket_id: str, *, history_days: int, changes: bool = True) -> dict[str, Any]:
+        return self.zendesk.fetch_bundle(int(ticket_id), history_days=history_days, include_audits=changes)
 
     def case(self, bundle: dict[str, Any], now: datetime | None = None) -> Case:
         return case_from_bundle(bundle, now=now)
@@ -138,9 +144,11 @@ class ZendeskDesk:
     def remove_tags(self, ticket_id: str, tags: list[str]) -> None:
         self.zendesk.remove_tags(int(ticket_id), tags)
 
-    def link_issue(self, ticket_id: str, key: str, subject: str) -> bool:
-        """A remote link on the issue and the key on the ticket; both upserts. True when the ticket's
-        Jira field changed."""
+    def link_issue(self, ticket_id: str, key: str, subject: str | None = None) -> bool:
+        """A remote link on the issue (titled with the subject, read when not given) and the key on the
+        ticket; both upserts. True when the ticket's Jira field changed."""
+        if subject is None:
+            subject = self.summary(ticket_id).subject
         self.jira.upsert_remote_link(
             key,
             ticket_url=self.ticket_url(ticket_id),
@@ -166,8 +174,8 @@ class JsmDesk:
     def name(self, ticket_id: str) -> str:
         return ticket_id
 
-    def fetch_bundle(self, ticket_id: str, *, history_days: int) -> dict[str, Any]:
-        return self.jsm.fetch_case(ticket_id, history_days=history_days)
+    def fetch_bundle(self, ticket_id: str, *, history_days: int, changes: bool = True) -> dict[str, Any]:
+        return self.jsm.fetch_case(ticket_id, history_days=history_days, include_changelog=changes)
 
     def case(self, bundle: dict[str, Any], now: datetime | None = None) -> Case:
         return case_from_jsm_bundle(bundle, now=now)
@@ -223,7 +231,7 @@ class JsmDesk:
     def remove_tags(self, ticket_id: str, tags: list[str]) -> None:
         self.jsm.remove_labels(ticket_id, tags)
 
-    def link_issue(self, ticket_id: str, key: str, subject: str) -> bool:
+    def link_issue(self, ticket_id: str, key: str, subject: str | None = None) -> bool:
         return self.jsm.record_issue_link(ticket_id, key, self.jsm.jira.browse_url(key))
 
     def hand_to_l2(self, ticket_id: str, target: Target) -> dict[str, Any]:

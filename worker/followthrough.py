@@ -37,7 +37,6 @@ from typing import Any
 
 from connector import errors
 from connector.jira_description import adf_from_text
-from rules.adapters.zendesk import case_from_bundle
 from rules.ruleset import Destination, Severity
 from worker.jobs import JobContext
 from worker.runtime import runtime_for
@@ -373,13 +372,8 @@ def _customer_updates(
 
 def _last_public_reply(ctx: JobContext, ticket: TicketRef) -> tuple[datetime | None, bool]:
     """(when an agent last replied publicly, whether the ticket is solved) from its desk."""
-    rt = runtime_for(ctx.settings)
-    if ticket.source == "zendesk":
-        bundle = rt.zendesk.fetch_bundle(int(ticket.id), history_days=0, include_audits=False)
-        case = case_from_bundle(bundle)
-    else:
-        desk = rt.desk(ticket.source)
-        case = desk.case(desk.fetch_bundle(ticket.id, history_days=0))
+    desk = runtime_for(ctx.settings).desk(ticket.source)
+    case = desk.case(desk.fetch_bundle(ticket.id, history_days=0, changes=False))
     replies = [c.created_at for c in case.comments if c.public and c.created_at and case.is_staff_comment(c)]
     return (max(replies) if replies else None), case.ticket.is_solved
 

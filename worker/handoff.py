@@ -117,10 +117,7 @@ def _create(
     target = rt.rules.destinations[Destination(destination)].jira
     assert target is not None
     desk = rt.desk(ref.source)
-    if ref.source == "zendesk":
-        bundle = symptom_index.fetch_bundle(ctx, int(ref.id))  # history from the index once it is filled
-    else:
-        bundle = desk.fetch_bundle(ref.id, history_days=int(rt.rules.thresholds.lookback_days))
+    bundle = symptom_index.case_bundle(ctx, ref)
     package = package_for(desk.case(bundle), Destination(destination), rt.rules, rt.matcher)
     document = package_document(package)
     severity = package["severity"]["level"]
@@ -172,9 +169,7 @@ def _link_both_ways(ctx: JobContext, rt: Runtime, ref: TicketRef, escalation: Es
     comment and the request's labels. Each desk's link is idempotent, so a retry repeats nothing."""
     key = escalation.jira_key
     assert key is not None
-    desk = rt.desk(ref.source)
-    subject = desk.summary(ref.id).subject if ref.source == "zendesk" else ""
-    if desk.link_issue(ref.id, key, subject):
+    if rt.desk(ref.source).link_issue(ref.id, key):
         ctx.store.record_action(ref.source, LINKED, ref.id, escalation_id=escalation.id, detail={"key": key})
 
 

@@ -567,6 +567,21 @@ def fetch_bundle(
     return bundle
 
 
+def case_bundle(ctx: Any, ref: TicketRef, *, ticket: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The case bundle of a ticket from either desk. Zendesk: ``fetch_bundle`` (history from the index
+    once filled; ``ticket`` when just read). Other desks (JSM) bring their own history (JQL); their
+    ticket joins the index all the same, so later reports of its symptom find it."""
+    if ref.source == SOURCE:
+        return fetch_bundle(ctx, int(ref.id), ticket=ticket)
+    from worker.runtime import runtime_for
+
+    rt = runtime_for(ctx.settings)
+    desk = rt.desk(ref.source)
+    bundle = desk.fetch_bundle(ref.id, history_days=int(rt.rules.thresholds.lookback_days))
+    index_for(ctx.store, rt.matcher).add(ctx.store, [desk.case(bundle).ticket], source=ref.source)
+    return bundle
+
+
 def _history_limit() -> int:
     from connector.zendesk_bundle import DEFAULT_HISTORY_LIMIT
 
