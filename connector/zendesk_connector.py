@@ -139,9 +139,9 @@ class ZendeskConnector:
             changes["additional_tags"] = _clean_tags(added)
         return self._update(ticket_id, **changes)
 
-    def add_internal_note_text(self, ticket_id: int, text: str) -> None:
-        """A private comment from plain text, escaped."""
-        self.add_internal_note(ticket_id, text_to_html(text))
+    def add_internal_note_text(self, ticket_id: int, text: str, *, tags: Iterable[str] = ()) -> None:
+        """A private comment from plain text, escaped; ``tags`` added in the same update."""
+        self.add_internal_note(ticket_id, text_to_html(text), tags=tags)
 
     @_calls_zendesk
     def add_tags(self, ticket_id: int, tags: Iterable[str]) -> list[str]:

@@ -63,8 +63,10 @@ class Desk(Protocol):
         managed: tuple[str, ...],
         known: Iterable[str],
     ) -> str | None: ...
-    def add_note_text(self, ticket_id: str, text: str) -> None: ...
-    def add_tags(self, ticket_id: str, tags: list[str]) -> None: ...
+    def add_note_text(self, ticket_id: str, text: str, tags: Iterable[str] = ()) -> None:
+        """An internal note from plain text, and ``tags`` with it (in one write where the desk can)."""
+        ...
+
     def replace_tags(self, ticket_id: str, current: list[str], managed: tuple[str, ...]) -> None: ...
     def remove_tags(self, ticket_id: str, tags: list[str]) -> None: ...
     def link_issue(self, ticket_id: str, key: str, subject: str | None = None) -> bool:
@@ -128,11 +130,8 @@ class ZendeskDesk:
             return None
         return written
 
-    def add_note_text(self, ticket_id: str, text: str) -> None:
-        self.zendesk.add_internal_note_text(int(ticket_id), text)
-
-    def add_tags(self, ticket_id: str, tags: list[str]) -> None:
-        self.zendesk.add_tags(int(ticket_id), tags)
+    def add_note_text(self, ticket_id: str, text: str, tags: Iterable[str] = ()) -> None:
+        self.zendesk.add_internal_note_text(int(ticket_id), text, tags=tags)
 
     def replace_tags(self, ticket_id: str, current: list[str], managed: tuple[str, ...]) -> None:
         tid = int(ticket_id)
@@ -213,11 +212,10 @@ class JsmDesk:
         self.replace_tags(ticket_id, tags, managed)
         return None
 
-    def add_note_text(self, ticket_id: str, text: str) -> None:
+    def add_note_text(self, ticket_id: str, text: str, tags: Iterable[str] = ()) -> None:
         self.jsm.add_internal_comment(ticket_id, text)
-
-    def add_tags(self, ticket_id: str, tags: list[str]) -> None:
-        self.jsm.add_labels(ticket_id, tags)
+        if tags:
+            self.jsm.add_labels(ticket_id, list(tags))
 
     def replace_tags(self, ticket_id: str, current: list[str], managed: tuple[str, ...]) -> None:
         labels = self.jsm.labels(ticket_id)

@@ -235,8 +235,7 @@ def _stall(
         if ctx.store.ledger_has(STALLED_NOTE, subject, escalation_id=e.id):
             continue
         desk = rt.desk(ticket.source)
-        desk.add_note_text(ticket.id, text)
-        desk.add_tags(ticket.id, [STALLED_TAG])
+        desk.add_note_text(ticket.id, text, [STALLED_TAG])
         ctx.store.record_action(
             ticket.source,
             STALLED_NOTE,
@@ -351,8 +350,7 @@ def _customer_updates(
             f"{e.jira_key or e.destination} stands, even if nothing changed."
         )
         desk = rt.desk(ticket.source)
-        desk.add_note_text(ticket.id, text)
-        desk.add_tags(ticket.id, [CUSTOMER_UPDATE_TAG])
+        desk.add_note_text(ticket.id, text, [CUSTOMER_UPDATE_TAG])
         ctx.store.record_action(
             ticket.source,
             CUSTOMER_REMINDER,

@@ -47,9 +47,7 @@ def _note_tickets(
         if _already_noted(ctx, ticket, delivery_id):
             continue  # a retried job: this ticket heard it already
         desk = rt.desk(ticket.source)
-        desk.add_note_text(ticket.id, text)
-        if tags:
-            desk.add_tags(ticket.id, tags)
+        desk.add_note_text(ticket.id, text, tags or [])
         ctx.store.record_action(
             ticket.source,
             "progress_note",

@@ -158,6 +158,5 @@ def _flag(ctx: JobContext, ref: TicketRef, old: EscalationRecord, outcome: Mappi
         f"{done}"
     )
     desk = rt.desk(ref.source)
-    desk.add_note_text(ref.id, text)
-    desk.add_tags(ref.id, [TAG])
+    desk.add_note_text(ref.id, text, [TAG])
     ctx.store.record_action(ref.source, FLAGGED, ref.id, escalation_id=old.id, detail=dict(outcome))
