@@ -250,16 +250,24 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def sandbox_connector_settings(sandbox: Any) -> dict[str, str]:
+    """The ``Settings`` values that point the Zendesk and Jira connectors at the sandbox."""
+    env = sandbox.environment()
+    return {
+        "zendesk_url": env["ZENDESK_URL"],
+        "zendesk_email": env["ZENDESK_EMAIL"],
+        "zendesk_api_token": env["ZENDESK_API_TOKEN"],
+        "jira_url": env["JIRA_URL"],
+        "jira_email": env["JIRA_EMAIL"],
+        "jira_api_token": env["JIRA_API_TOKEN"],
+    }
+
+
 def sandbox_job_context(sandbox: Any, tmp_path: Path) -> JobContext:
     """A job's context on a fresh SQLite store, its connectors pointed at the sandbox (inline queue)."""
     from worker.queue import InlineQueue
 
-    env = sandbox.environment()
-    settings = make_settings(
-        tmp_path, zendesk_url=env["ZENDESK_URL"], zendesk_email=env["ZENDESK_EMAIL"],
-        zendesk_api_token=env["ZENDESK_API_TOKEN"], jira_url=env["JIRA_URL"], jira_email=env["JIRA_EMAIL"],
-        jira_api_token=env["JIRA_API_TOKEN"],
-    )  # fmt: skip
+    settings = make_settings(tmp_path, **sandbox_connector_settings(sandbox))
     store = Store.from_url(settings.database_url)
     store.upgrade()
     return JobContext(settings=settings, store=store, queue=InlineQueue(lambda: None))

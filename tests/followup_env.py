@@ -21,7 +21,13 @@ from rq import SimpleWorker
 from connector.http.zendesk_webhook import TRIGGER_EVENT_TYPE
 from connector.sandbox.seed import JIRA_ISSUE_FIELD
 from connector.sandbox.server import Sandbox
-from tests.conftest_service import as_body, jira_headers, make_settings, zendesk_headers
+from tests.conftest_service import (
+    as_body,
+    jira_headers,
+    make_settings,
+    sandbox_connector_settings,
+    zendesk_headers,
+)
 from worker import jobs
 from worker.app import Service, build_service, create_app
 from worker.config import Settings
@@ -160,17 +166,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def open_desk(
     sandbox: Sandbox, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: Any
 ) -> Iterator[Desk]:
-    env = sandbox.environment()
     monkeypatch.setenv("ZENDESK_JIRA_FIELD_ID", str(JIRA_ISSUE_FIELD))
     settings = make_settings(
         tmp_path,
         redis_url=redis_url,
-        zendesk_url=env["ZENDESK_URL"],
-        zendesk_email=env["ZENDESK_EMAIL"],
-        zendesk_api_token=env["ZENDESK_API_TOKEN"],
-        jira_url=env["JIRA_URL"],
-        jira_email=env["JIRA_EMAIL"],
-        jira_api_token=env["JIRA_API_TOKEN"],
+        **sandbox_connector_settings(sandbox),
         **overrides,
     )
     service = build_service(settings)

@@ -41,7 +41,7 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from connector.http.zendesk_webhook import TRIGGER_EVENT_TYPE
 from connector.sandbox.seed import API_USER_ID
 from connector.sandbox.server import Sandbox
-from tests.conftest_service import as_body, make_settings, zendesk_headers
+from tests.conftest_service import as_body, make_settings, sandbox_connector_settings, zendesk_headers
 from worker import jobs
 from worker.app import Service, build_service, create_app
 from worker.store import Store
@@ -149,7 +149,7 @@ def build(
         redis_url=redis_url,
         database_url=store_url(store),
         rules_path=str(rules) if rules else None,
-        **_connector_settings(sandbox),
+        **sandbox_connector_settings(sandbox),
         **settings,
     )
     service = build_service(settings, store=store)
@@ -170,18 +170,6 @@ def build(
     with urllib.request.urlopen(f"{sandbox.jira_url}/_sandbox/state", timeout=10) as answer:
         seeded = frozenset(i["key"] for i in json.load(answer)["issues"])
     return Escalate(sandbox, service, app, env, seeded)
-
-
-def _connector_settings(sandbox: Sandbox) -> dict[str, str]:
-    env = sandbox.environment()
-    return {
-        "zendesk_url": env["ZENDESK_URL"],
-        "zendesk_email": env["ZENDESK_EMAIL"],
-        "zendesk_api_token": env["ZENDESK_API_TOKEN"],
-        "jira_url": env["JIRA_URL"],
-        "jira_email": env["JIRA_EMAIL"],
-        "jira_api_token": env["JIRA_API_TOKEN"],
-    }
 
 
 # -- workers -------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from tests.conftest_service import (
     ZENDESK_SECRET,
     as_body,
     make_settings,
+    sandbox_connector_settings,
     service_of,
     zendesk_headers,
 )
@@ -152,12 +153,7 @@ def test_a_real_run_logs_context_and_never_a_configured_secret(tmp_path, sandbox
     assert "pg-pass-word-123" in database_url
     settings = make_settings(
         tmp_path,
-        zendesk_url=env["ZENDESK_URL"],
-        zendesk_email=env["ZENDESK_EMAIL"],
-        zendesk_api_token=env["ZENDESK_API_TOKEN"],
-        jira_url=env["JIRA_URL"],
-        jira_email=env["JIRA_EMAIL"],
-        jira_api_token=env["JIRA_API_TOKEN"],
+        **sandbox_connector_settings(sandbox_state),
         database_url=database_url,
         rules_path=lexical_rules(tmp_path),
     )

@@ -25,6 +25,7 @@ from tests.conftest_service import (
     as_body,
     jira_headers,
     make_settings,
+    sandbox_connector_settings,
     service_of,
     zendesk_headers,
 )
@@ -89,12 +90,7 @@ def live_app(tmp_path, redis_url, sandbox_state, monkeypatch) -> Iterator[Any]:
     settings = make_settings(
         tmp_path,
         redis_url=redis_url,
-        zendesk_url=env["ZENDESK_URL"],
-        zendesk_email=env["ZENDESK_EMAIL"],
-        zendesk_api_token=env["ZENDESK_API_TOKEN"],
-        jira_url=env["JIRA_URL"],
-        jira_email=env["JIRA_EMAIL"],
-        jira_api_token=env["JIRA_API_TOKEN"],
+        **sandbox_connector_settings(sandbox_state),
         rules_path=rules,
     )
     for name, val in {
