@@ -7,7 +7,8 @@ judge it, keep the assessment, tell the agent, create and link Jira issues where
     python bench/bench_pipeline.py --worker simple --events 600  # `rq worker -w SimpleWorker`
 
 Options: --workers N (processes), --database postgresql|sqlite, --mode steady|changed|fresh, --redis-url URL
-(default: a private redis-server on a spare port), --events N (measured events).
+(default: a private redis-server on a spare port), --events N (measured events), --profile FILE (the first
+worker under cProfile: where its time goes, not a figure).
 
 What runs where: the sandbox (Zendesk and Jira) in one process, each worker in its own, Redis and
 PostgreSQL as servers, this script (webhook intake through the Flask app in-process, then waiting) —
@@ -70,8 +71,10 @@ TARGET_PER_WORKER = 50.0
 DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 
-def worker_command(kind: str, redis_url: str, queue: str) -> list[str]:
+def worker_command(kind: str, redis_url: str, queue: str, profile: Path | None = None) -> list[str]:
     escalate = [sys.executable, "-c", "import sys; from worker.cli import main; sys.exit(main())", "worker"]
+    if profile is not None:  # cProfile writes its file when the worker stops at the end of the run
+        escalate = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "worker.cli", "worker"]
     if kind == "escalate":
         # The production command: RQ's SimpleWorker with its scheduler, preloaded (worker/cli_jobs.py).
         return escalate
@@ -154,6 +157,9 @@ def main() -> int:
     parser.add_argument("--mode", choices=["steady", "changed", "fresh"], default="steady")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="run the (first) worker under cProfile and write its stats to FILE "
+                        "(read with `python -m pstats FILE`); slows the worker, so not for figures")
     args = parser.parse_args()
 
     info = machine()
@@ -183,7 +189,9 @@ def main() -> int:
                 path = Path(tempfile.gettempdir()) / f"escalate-bench-worker-{queue}-{n}.log"
                 log = path.open("w")
                 logs.append(log)
-                workers.append(subprocess.Popen(worker_command(args.worker, redis_url, queue), cwd=ROOT,
+                profile = args.profile.resolve() if args.profile and n == 0 else None
+                command = worker_command(args.worker, redis_url, queue, profile)
+                workers.append(subprocess.Popen(command, cwd=ROOT,
                                                 env=env, stdout=log, stderr=subprocess.STDOUT))
 
             print(f"warm-up: one event per seeded ticket ({len(SEEDED_TICKETS)})", flush=True)

@@ -9,7 +9,7 @@ from datetime import UTC
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, inspect
+from sqlalchemy import insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from worker.store import (
@@ -118,6 +118,33 @@ def test_concurrent_records_of_one_delivery_make_one_row(store):
     assert sorted(results) == [False] * 9 + [True]
 
 
+def test_concurrent_starts_of_one_delivery_count_every_attempt(store):
+    """Starting is one upsert: ten workers starting one delivery at once make one row that counts ten
+    attempts (a lost update would count fewer), and none of them starts it once it is processed."""
+    barrier = threading.Barrier(10)
+    started: list[bool] = []
+
+    def start() -> None:
+        barrier.wait()
+        started.append(store.start_delivery("zendesk", "race", kind="evaluate_ticket", subject="42"))
+
+    threads = [threading.Thread(target=start) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert started == [True] * 10
+    assert store.get_delivery("zendesk", "race").attempts == 10
+    store.finish_delivery("zendesk", "race", DeliveryStatus.PROCESSED)
+    assert not store.start_delivery("zendesk", "race", kind="evaluate_ticket", subject="42")
+    assert store.get_delivery("zendesk", "race").attempts == 10
+
+
+def test_finishing_an_unknown_delivery_changes_nothing(store):
+    store.finish_delivery("zendesk", "never-started", DeliveryStatus.PROCESSED)
+    assert store.get_delivery("zendesk", "never-started") is None
+
+
 # -- assessments ---------------------------------------------------------------------------------
 
 
@@ -141,6 +168,10 @@ def test_assessments_are_kept_and_the_latest_is_found(store):
     assert [a.id for a in store.assessments(TICKET)] == [second.id, first.id]
     assert store.assessments(TICKET)[1].trace == [{"rule": "coaching", "matched": True}]
     assert store.latest_assessment(TicketRef.zendesk(43)) is None
+    with store.engine.connect() as connection:  # the assessment points at the delivery that made it
+        refs = dict(connection.execute(text("SELECT id, delivery_ref FROM assessments")).all())
+        delivery = connection.execute(text("SELECT id FROM deliveries WHERE delivery_id = 'inv-4'")).scalar()
+    assert refs == {first.id: None, second.id: delivery}
 
 
 # -- escalations ---------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from sqlalchemy import event
+from sqlalchemy import text as sa_text
 
 from connector.sandbox.seed import TICKETS
 from rules.adapters.zendesk import case_from_bundle
@@ -70,6 +72,53 @@ def test_a_copy_in_another_process_syncs_what_one_wrote(fresh, matcher):
     writer.add(fresh, [gone])
     reader.sync(fresh)
     assert [h.ticket.id for h in reader.query(CSV["subject"] + "\n" + CSV["description"])] == ["1"]
+
+
+def _symptom_reads(store: Store) -> list[str]:
+    """SELECTs on the index's table from now on (what a copy reads back from the database)."""
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM symptom_index " in statement + " ":
+            seen.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_a_writer_keeps_what_it_wrote_and_matches_reuse_rows_until_rewritten(fresh, matcher):
+    writer, reader = SymptomIndex(matcher), SymptomIndex(matcher)
+    reads = _symptom_reads(fresh)
+    assert writer.add(fresh, [CSV, CSV_AGAIN]) == 2
+    assert len(writer) == 2 and len(reads) <= 2  # the sync before (max id, changes): not a read-back after
+    text = "CSV export times out\nThe export to CSV never completes, it times out."
+    assert {h.ticket.id for h in writer.query(text)} == {"1", "2"}
+
+    reader.sync(fresh)
+    first = {row.ticket_id: row.subject for _hit, row in reader.matches(fresh, text)}
+    assert first == {"1": CSV["subject"], "2": CSV_AGAIN["subject"]}
+    del reads[:]
+    assert {row.ticket_id for _hit, row in reader.matches(fresh, text)} == {"1", "2"}
+    assert reads == []  # the same rows again: from the copy's cache
+
+    later = (NOW + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    reworded = {**CSV_AGAIN, "subject": "CSV export request times out", "updated_at": later}
+    assert writer.add(fresh, [reworded]) == 1
+    reader.sync(fresh)
+    again = {row.ticket_id: row.subject for _hit, row in reader.matches(fresh, text)}
+    assert again == {"1": CSV["subject"], "2": "CSV export request times out"}  # rewritten: read again
+
+
+def test_an_emptied_index_is_no_longer_taken_as_filled(fresh, matcher):
+    index = index_for(fresh, matcher)
+    index.add(fresh, [CSV])
+    symptom_index.mark_filled(fresh, NOW - timedelta(days=30))
+    assert symptom_index.is_filled(fresh, NOW, 14, index=index)
+    with fresh.engine.begin() as connection:  # restored from an older backup, or emptied
+        connection.execute(sa_text("DELETE FROM symptom_index"))
+        connection.execute(sa_text("DELETE FROM symptom_index_state"))
+    index.sync(fresh)
+    assert not symptom_index.is_filled(fresh, NOW, 14, index=index)
 
 
 def test_the_window_and_the_threshold_narrow_a_query(fresh, matcher):

@@ -3,9 +3,10 @@ and open (or auto-create) the escalation it calls for."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,14 @@ from worker import rollup, symptom_index  # issue 6: symptom index, one problem 
 from worker.handoff import hand_off
 from worker.jobs import JobContext
 from worker.runtime import runtime_for
-from worker.store import AssessmentRecord, EscalationDraft, EscalationState, TicketRef
+from worker.store import (
+    ActionRecord,
+    AssessmentRecord,
+    EscalationDraft,
+    EscalationRecord,
+    EscalationState,
+    TicketRef,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +63,19 @@ def reassess_after() -> float:
         return DEFAULT_REASSESS_AFTER
 
 
+def last_note(ctx: JobContext, ref: TicketRef) -> ActionRecord | None:
+    """The latest assessment note written on the ticket (its audit entry)."""
+    notes = ctx.store.actions(target=ref.source, subject=ref.id, action=NOTE_ACTION, limit=1)
+    return notes[0] if notes else None
+
+
 def still_current(
-    ctx: JobContext, ref: TicketRef, updated_at: Any, ruleset_version: str, delivery: str | None
+    ctx: JobContext,
+    ref: TicketRef,
+    updated_at: Any,
+    ruleset_version: str,
+    delivery: str | None,
+    note: Callable[[], ActionRecord | None] | None = None,
 ) -> AssessmentRecord | None:
     """The latest assessment when it judged this very version of the ticket, under these rules, recently,
     for another delivery: a repeated or echoed event (our own note and tags update the ticket too) needs
@@ -70,19 +89,19 @@ def still_current(
         return None
     if last.trace.get("delivery") == delivery:
         return None
-    if last.trace.get("ticket_updated_at") != updated_at and not _our_echo(ctx, ref, updated_at, last):
+    read_note = note or (lambda: last_note(ctx, ref))
+    if last.trace.get("ticket_updated_at") != updated_at and not _our_echo(updated_at, last, read_note()):
         return None
     if (datetime.now(UTC) - last.assessed_at).total_seconds() > window:
         return None
     return last
 
 
-def _our_echo(ctx: JobContext, ref: TicketRef, updated_at: Any, last: AssessmentRecord) -> bool:
-    """Whether the ticket's only change since ``last`` is the note that assessment's job wrote."""
-    notes = ctx.store.actions(target=ref.source, subject=ref.id, action=NOTE_ACTION, limit=1)
-    if not notes or notes[0].at < last.assessed_at:
+def _our_echo(updated_at: Any, last: AssessmentRecord, note: ActionRecord | None) -> bool:
+    """Whether the ticket's only change since ``last`` is ``note``, written by that assessment's job."""
+    if note is None or note.at < last.assessed_at:
         return False
-    return (notes[0].detail or {}).get("ticket_updated_at") == updated_at
+    return (note.detail or {}).get("ticket_updated_at") == updated_at
 
 
 def assess_ticket(
@@ -100,12 +119,13 @@ def assess_ticket(
     desk = rt.desk(source)
     # What this assessment saw, for telling a later event about the same ticket version apart.
     seen: dict[str, Any] = {"delivery": ":".join(delivery) if delivery else None}
+    note = functools.cache(lambda: last_note(ctx, ref))  # read at most once, by whichever asks first
     raw = None
     if source == SOURCE:  # a Zendesk ticket's updated_at costs one read: enough to tell it unchanged
         raw = rt.zendesk.get_ticket(int(ticket_id))
-        seen["ticket_updated_at"] = raw.get("updated_at")
+        updated_at = seen["ticket_updated_at"] = raw.get("updated_at")
         version = rt.rules.version
-        last = None if force else still_current(ctx, ref, raw.get("updated_at"), version, seen["delivery"])
+        last = None if force else still_current(ctx, ref, updated_at, version, seen["delivery"], note)
         if last is not None:
             return {"ticket_id": ref.id, "verdict": last.decision.get("verdict"), "unchanged": True}
     case = desk.case(symptom_index.case_bundle(ctx, ref, ticket=raw))  # the ticket just read is reused
@@ -118,39 +138,63 @@ def assess_ticket(
         trace=seen,
         delivery=delivery,
     )
-    noted = tell_agent(ctx, ref, decision, known_tags=case.ticket.tags)
+    noted = tell_agent(ctx, ref, decision, known_tags=case.ticket.tags, note=note)
     outcome: dict[str, Any] = {"ticket_id": ref.id, "verdict": decision["verdict"], "noted": noted}
-    placed = rollup.place(
-        ctx, ref, decision, case.ticket
-    )  # joins an open escalation of its symptom; regressions
+    placed = rollup.place(ctx, ref, decision, case.ticket)  # joins its symptom's; regressions
+    # The ticket's open escalations, as place read them: escalating and settling start from them too.
+    mine = placed.mine
+    current = not (placed.joined or placed.regression)  # else ``mine`` is out of date
     if decision["escalate"]:
-        draft = EscalationDraft(
-            severity=decision["severity"], assessment_id=record.id, reason=decision["verdict"]
-        )
-        with ctx.store.lock_open_escalation(ref, decision["destination"], create=draft) as lock:
-            assert lock is not None  # a draft was given
-            severity = rollup.severity_after(lock.record, decision["severity"])  # grouped: only rises
-            if not lock.created and lock.record.severity != severity:
-                lock.set_severity(severity)
-            escalation = lock.record
+        escalation, created = _escalation(ctx, ref, decision, record.id, mine if current else None)
+        current = current and not created
         outcome["escalation_id"] = escalation.id
         if decision["automatic"] and escalation.state is EscalationState.SUGGESTED:
             escalation = hand_off(ctx, ref, decision["destination"], actor="rules")
+            current = False  # now created, with its issue key
         outcome["state"] = escalation.state.value
         outcome["jira_key"] = escalation.jira_key
-    outcome.update(placed.as_outcome(), **rollup.settle(ctx, ref, decision))  # links, rollup, severity
+    settled = rollup.settle(ctx, ref, decision, mine=mine if current else None)  # links, rollup, severity
+    outcome.update(placed.as_outcome(), **settled)
     return outcome
 
 
+def _escalation(
+    ctx: JobContext,
+    ref: TicketRef,
+    decision: dict[str, Any],
+    assessment_id: int,
+    mine: list[EscalationRecord] | None,
+) -> tuple[EscalationRecord, bool]:
+    """The ticket's open escalation for the decision's destination, opened when there is none, its
+    severity following the decision (only rising when grouped); True when it was opened now. Read
+    without a lock when ``mine`` (just read) shows it needs no change."""
+    destination, proposed = decision["destination"], decision["severity"]
+    found = next((e for e in mine or () if e.destination == destination), None)
+    if found is not None and rollup.severity_after(found, proposed) == found.severity:
+        return found, False
+    draft = EscalationDraft(severity=proposed, assessment_id=assessment_id, reason=decision["verdict"])
+    with ctx.store.lock_open_escalation(ref, destination, create=draft) as lock:
+        assert lock is not None  # a draft was given
+        severity = rollup.severity_after(lock.record, proposed)  # grouped: only rises
+        if not lock.created and lock.record.severity != severity:
+            lock.set_severity(severity)
+        return lock.record, lock.created
+
+
 def tell_agent(
-    ctx: JobContext, ref: TicketRef, decision: dict[str, Any], *, known_tags: Iterable[str] | None = None
+    ctx: JobContext,
+    ref: TicketRef,
+    decision: dict[str, Any],
+    *,
+    known_tags: Iterable[str] | None = None,
+    note: Callable[[], ActionRecord | None] | None = None,
 ) -> bool:
     """An internal note with the assessment (a JSM internal comment, never public) and tags (JSM labels)
-    naming destination and severity, once per verdict."""
+    naming destination and severity, once per verdict. ``note``: the last note, read in this job."""
     desk = runtime_for(ctx.settings).desk(ref.source)
     print_ = fingerprint(decision)
-    last = ctx.store.actions(target=ref.source, subject=ref.id, action=NOTE_ACTION, limit=1)
-    if last and (last[0].detail or {}).get("fingerprint") == print_:
+    last = note() if note is not None else last_note(ctx, ref)
+    if last is not None and (last.detail or {}).get("fingerprint") == print_:
         return False
     current = decision_tags(decision)
     written = None

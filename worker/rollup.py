@@ -46,6 +46,8 @@ SEVERITY_RAISED = "severity_raised"
 JIRA_SEVERITY = "jira_severity"
 IMPACT_SET = "jira_impact_property"
 IMPACT_PROPERTY = "escalate-impact"
+# Links and join comments of one issue, read at once: two per ticket, however many customers share it.
+_LEDGER_READ = 100_000
 COMMENT_MARK = "Escalate:"  # how our own Jira comments begin (progress tells them from engineering's)
 SEVERITY_RANK = {None: -1, "medium": 0, "high": 1, "critical": 2}
 RESOLVED_STATES = frozenset(
@@ -79,6 +81,7 @@ class Placement:
 
     joined: list[int] = field(default_factory=list)
     regression: dict[str, Any] | None = None
+    mine: list[EscalationRecord] = field(default_factory=list)  # the ticket's open ones, before joining
 
     def as_outcome(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -93,22 +96,21 @@ class Placement:
 
 
 def place(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], ticket: Ticket) -> Placement:
-    """Join the open grouped escalation whose symptom this ticket shares, or handle a regression."""
+    """Join the open grouped escalation whose symptom this ticket shares, or handle a regression. The
+    ticket's own open escalations, read with its matches', come back in ``Placement.mine``."""
     from worker import regression
     from worker.symptom_index import index_for
 
     rt = runtime_for(ctx.settings)
-    placement = Placement()
     text = ticket.text
-    if not text:
-        return placement
     destinations = grouped(rt.rules)
     index = index_for(ctx.store, rt.matcher)
-    hits = [hit for hit, _row in index.matches(ctx.store, text, exclude=ref)]
+    hits = [hit for hit, _row in index.matches(ctx.store, text, exclude=ref)] if text else []
+    by_ticket = ctx.store.escalations_of_tickets([ref, *(h.ticket for h in hits)])
+    placement = Placement(mine=[e for e in by_ticket.get(ref, []) if e.state in OPEN_STATES])
     if not hits:
         return placement
-    by_ticket = ctx.store.escalations_of_tickets(h.ticket for h in hits)
-    mine = {e.destination for e in ctx.store.escalations_for_ticket(ref, open_only=True)}
+    taken = {e.destination for e in placement.mine}
     wanted = decision.get("destination") if decision.get("escalate") else None
     open_match: dict[str, tuple[EscalationRecord, float]] = {}
     resolved_match: tuple[EscalationRecord, float] | None = None
@@ -116,7 +118,7 @@ def place(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], ticket: 
         for e in by_ticket.get(hit.ticket, []):
             if e.destination not in destinations:
                 continue
-            if e.state in JOINABLE_STATES and e.destination not in mine and e.destination not in open_match:
+            if e.state in JOINABLE_STATES and e.destination not in taken and e.destination not in open_match:
                 if e.jira_key or e.destination == wanted:
                     open_match[e.destination] = (e, hit.score)
             elif e.state in RESOLVED_STATES and e.jira_key and resolved_match is None:
@@ -124,7 +126,7 @@ def place(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], ticket: 
     for escalation, score in open_match.values():
         if _join(ctx, escalation.id, ref, score):
             placement.joined.append(escalation.id)
-    if resolved_match is not None and resolved_match[0].destination not in (*open_match, *mine):
+    if resolved_match is not None and resolved_match[0].destination not in (*open_match, *taken):
         old, score = resolved_match
         if regression.is_regression(ctx, ref, ticket.created_at, old):
             placement.regression = regression.handle(ctx, ref, decision, old, score)
@@ -148,12 +150,21 @@ def _join(ctx: JobContext, escalation_id: int, ref: TicketRef, score: float, *, 
 # -- after the escalation step -----------------------------------------------------------------------
 
 
-def settle(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any]) -> dict[str, Any]:
+def settle(
+    ctx: JobContext,
+    ref: TicketRef,
+    decision: Mapping[str, Any],
+    *,
+    mine: Sequence[EscalationRecord] | None = None,
+) -> dict[str, Any]:
     """Gather the ticket's unsolved same-symptom tickets under its grouped escalations, then refresh each
-    (links, comments, rollup, severity)."""
+    (links, comments, rollup, severity). ``mine``: the ticket's open escalations, when still current."""
     rt = runtime_for(ctx.settings)
     destinations = grouped(rt.rules)
-    mine = [e for e in ctx.store.escalations_for_ticket(ref, open_only=True) if e.destination in destinations]
+    given = mine is not None
+    if mine is None:
+        mine = ctx.store.escalations_for_ticket(ref, open_only=True)
+    mine = [e for e in mine if e.destination in destinations]
     related = [
         r
         for r in decision.get("related_tickets") or []
@@ -161,30 +172,41 @@ def settle(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any]) -> dict
     ]
     result: dict[str, Any] = {}
     for escalation in mine:
+        joined = False
         for r in related:
             other = TicketRef.of(ref.source, r["ticket_id"])
             if other in escalation.tickets:
                 continue  # joined already (a re-assessment): no lock, no write
-            _join(ctx, escalation.id, other, float(r.get("similarity") or 0), via=f"related to #{ref.id}")
-        result[str(escalation.id)] = refresh(ctx, escalation.id)
+            score = float(r.get("similarity") or 0)
+            joined |= _join(ctx, escalation.id, other, score, via=f"related to #{ref.id}")
+        known = escalation if given and not joined else None
+        result[str(escalation.id)] = refresh(ctx, escalation.id, known=known)
     return {"rollups": result} if result else {}
 
 
-def refresh(ctx: JobContext, escalation_id: int, *, now: datetime | None = None) -> dict[str, Any]:
+def refresh(
+    ctx: JobContext,
+    escalation_id: int,
+    *,
+    now: datetime | None = None,
+    known: EscalationRecord | None = None,
+) -> dict[str, Any]:
     """Recompute an escalation's rollup and carry it out: severity, and on Jira the links, the comments
-    for new accounts and the impact property. Safe to call any number of times."""
+    for new accounts and the impact property. Safe to call any number of times. ``known``: the
+    escalation as just read in this job, not changed since."""
     from worker.handoff import hand_off
 
     rt = runtime_for(ctx.settings)
     now = now or datetime.now(UTC)
-    escalation = ctx.store.escalation(escalation_id)
+    escalation = known if known is not None else ctx.store.escalation(escalation_id)
     if escalation is None or escalation.state not in OPEN_STATES:
         return {}
     before = ctx.store.tracking(escalation_id).rollup
     tickets = ticket_infos(ctx, escalation.tickets)
     orgs = _organizations(ctx, tickets)
     rollup = compute(rt.rules, tickets, orgs, now)
-    ctx.store.update_tracking(escalation_id, rollup=rollup)
+    if rollup != before:
+        ctx.store.update_tracking(escalation_id, rollup=rollup)
     floor = rollup.get("severity_floor")
     raised_from = None
     if rank(floor) > rank(escalation.severity):
@@ -218,7 +240,7 @@ def reconcile(ctx: JobContext, escalation: EscalationRecord) -> bool:
     rt = runtime_for(ctx.settings)
     if not escalation.jira_key or escalation.destination not in grouped(rt.rules):
         return False
-    done = ctx.store.ledger({REMOTE_LINK, JOIN_COMMENT}, escalation_id=escalation.id)
+    done = ctx.store.ledger({REMOTE_LINK, JOIN_COMMENT}, escalation_id=escalation.id, limit=_LEDGER_READ)
     linked = {a.subject for a in done if a.action == REMOTE_LINK}
     commented = {a.subject for a in done if a.action == JOIN_COMMENT}
     missing = any(t.id not in linked for t in escalation.tickets) or any(
@@ -249,9 +271,11 @@ class TicketInfo:
 
 def ticket_infos(ctx: JobContext, refs: Sequence[TicketRef]) -> list[TicketInfo]:
     """What the rollup needs of each linked ticket: from the symptom index, Zendesk for the rest."""
+    from worker.symptom_index import index_for
+
     rt = runtime_for(ctx.settings)
     found = []
-    rows = ctx.store.symptom_rows_for(refs)
+    rows = index_for(ctx.store, rt.matcher).rows_for(ctx.store, refs)
     for ref in refs:
         row = rows.get(ref)
         if row is not None:
@@ -387,15 +411,19 @@ def _carry_to_jira(
     key = escalation.jira_key
     assert key is not None
     store = ctx.store
+    # What was done for this issue already, in one read: a link and (but for the first) a comment per ticket.
+    done = store.ledger({REMOTE_LINK, JOIN_COMMENT}, escalation_id=escalation.id, limit=_LEDGER_READ)
+    linked = {a.subject for a in done if a.action == REMOTE_LINK}
+    commented = {a.subject for a in done if a.action == JOIN_COMMENT}
     for t in tickets:
-        if store.ledger_has(REMOTE_LINK, t.ref.id, escalation_id=escalation.id):
+        if t.ref.id in linked:
             continue
         rt.desk(t.ref.source).link_issue(t.ref.id, key, t.subject)
         store.record_action("jira", REMOTE_LINK, t.ref.id, escalation_id=escalation.id, detail={"key": key})
     newcomers = [
         t
         for t in tickets[1:]  # the first is the ticket the issue was created from: its package says it all
-        if not store.ledger_has(JOIN_COMMENT, t.ref.id, escalation_id=escalation.id)
+        if t.ref.id not in commented
     ]
     if newcomers:
         lines = [_newcomer_line(rt, t, orgs) for t in newcomers]

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 
 from rules.adapters.zendesk import ticket_from_zendesk
 from rules.case import Ticket
@@ -57,6 +58,11 @@ FULL_RELOAD_EVERY = timedelta(hours=6)
 COARSE_SLACK = 0.002
 SYNC_PAGE = 5_000
 DELETED = "deleted"
+# Full rows (texts, tags, fields) kept per process for the tickets queries return, checked against the
+# copy's write stamps before use: a recurring symptom's tickets come back job after job.
+ROW_CACHE_SIZE = 2_000
+# How long a process trusts that the index is filled (``is_filled``) before reading the state again.
+FILLED_RECHECK = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,9 @@ class SymptomIndex:
         self._by_key: dict[TicketRef, int] = {}
         self._synced_from: datetime | None = None
         self._loaded_at: datetime | None = None
+        self._rows: LRUCache[int, SymptomRecord] = LRUCache(ROW_CACHE_SIZE)
+        # (when read, the claim): the index's "filled" state as last read; forgotten with the copy.
+        self.filled_since: tuple[datetime, datetime] | None = None
         self._loaded_by = os.getpid()
 
     def __len__(self) -> int:
@@ -184,11 +193,17 @@ class SymptomIndex:
     # -- writing ---------------------------------------------------------------------------------
 
     def add(
-        self, store: Store, tickets: Iterable[Mapping[str, Any] | Ticket], *, source: str = SOURCE
+        self,
+        store: Store,
+        tickets: Iterable[Mapping[str, Any] | Ticket],
+        *,
+        source: str = SOURCE,
+        synced: bool = False,
     ) -> int:
         """Index tickets, Zendesk-shaped or already neutral (a JSM request's ``Case.ticket``), new or
-        changed ones only; returns how many rows were written."""
-        self.sync(store)
+        changed ones only; returns how many rows were written. ``synced``: the caller has just synced."""
+        if not synced:
+            self.sync(store)
         entries: list[tuple[Ticket, str, str, str, str]] = []
         seen: set[str] = set()
         with self._lock:
@@ -237,8 +252,14 @@ class SymptomIndex:
             )
             for i, (ticket, subject, description, _text, digest) in enumerate(entries)
         ]
-        store.upsert_symptoms(rows)
-        self.sync(store)
+        written = store.upsert_symptoms(rows)
+        with self._lock:  # the rows as stored, without reading them back in a second sync
+            self._put(written)
+            if not self.semantic:
+                for ticket, _subject, _description, text, _digest in entries:
+                    pos = self._by_key.get(TicketRef(source, ticket.id))
+                    if pos is not None:
+                        self._texts[pos] = text
         return len(rows)
 
     def _embed(self, texts: list[str]) -> np.ndarray | None:
@@ -445,7 +466,7 @@ class SymptomIndex:
         hits = self.query(
             text, vector=vector, since=since, exclude=exclude, threshold=wanted, limit=limit * 2
         )
-        rows = {r.id: r for r in store.symptom_rows([h.row_id for h in hits])}
+        rows = self._full_rows(store, [h.row_id for h in hits])
         found: list[tuple[Hit, SymptomRecord]] = []
         for hit in hits:
             row = rows.get(hit.row_id)
@@ -458,6 +479,38 @@ class SymptomIndex:
                 found.append((replace(hit, score=score), row))
         found.sort(key=lambda pair: -pair[0].score)
         return found[:limit]
+
+    def _full_rows(self, store: Store, ids: Sequence[int]) -> dict[int, SymptomRecord]:
+        """Full rows by id: from this process's cache while the copy says the row was not written
+        since, from the store otherwise."""
+        found: dict[int, SymptomRecord] = {}
+        with self._lock:
+            for row_id in ids:
+                cached = self._rows.get(row_id)
+                pos = self._pos.get(row_id)
+                fresh = pos is not None and cached is not None
+                if fresh and self._written[pos] == cached.indexed_at.timestamp():
+                    found[row_id] = cached
+        missing = [i for i in ids if i not in found]
+        if missing:
+            fetched = store.symptom_rows(missing)
+            with self._lock:
+                for row in fetched:
+                    self._rows[row.id] = found[row.id] = row
+        return found
+
+    def rows_for(self, store: Store, refs: Iterable[TicketRef]) -> dict[TicketRef, SymptomRecord]:
+        """Full rows of the given tickets that are indexed: cached ones as they are, the rest in one read."""
+        wanted = list(dict.fromkeys(refs))
+        with self._lock:
+            at = {ref: self._by_key.get(ref) for ref in wanted}
+            ids = {ref: int(self._row_ids[pos]) for ref, pos in at.items() if pos is not None}
+        rows = self._full_rows(store, list(ids.values()))
+        found = {ref: rows[row_id] for ref, row_id in ids.items() if row_id in rows}
+        rest = [ref for ref in wanted if ref not in found]
+        if rest:
+            found.update(store.symptom_rows_for(rest))
+        return found
 
     def remember(self, rows: Sequence[SymptomRecord]) -> None:
         """Hand the rows' stored vectors to the matcher's cache: the rules then score them without running
@@ -510,13 +563,22 @@ def preload(database_url: str, matcher: SymptomMatcher) -> int:
         store.dispose()
 
 
-def is_filled(store: Store, now: datetime, days: float) -> bool:
-    state = store.index_state(FILLED) or {}
-    since = state.get("since")
-    try:
-        return since is not None and datetime.fromisoformat(since) <= now - timedelta(days=days)
-    except ValueError:
-        return False
+def is_filled(store: Store, now: datetime, days: float, *, index: SymptomIndex | None = None) -> bool:
+    """Whether the index holds every ticket of the last ``days``. With ``index`` (synced just before), a
+    claim read less than ``FILLED_RECHECK`` ago is used instead of reading it for every ticket: a claim
+    only ever moves earlier, and an emptied table clears the copy and the claim with it."""
+    cached = index.filled_since if index is not None else None
+    if cached is not None and timedelta(0) <= now - cached[0] < FILLED_RECHECK:
+        since: datetime | None = cached[1]
+    else:
+        state = store.index_state(FILLED) or {}
+        try:
+            since = datetime.fromisoformat(state["since"]) if state.get("since") else None
+        except (TypeError, ValueError):
+            since = None
+        if index is not None and since is not None:
+            index.filled_since = (now, since)
+    return since is not None and since <= now - timedelta(days=days)
 
 
 def mark_filled(store: Store, since: datetime) -> None:
@@ -542,18 +604,19 @@ def fetch_bundle(
     now = now or datetime.now(UTC)
     days = rt.rules.thresholds.lookback_days
     index = index_for(ctx.store, rt.matcher)
+    index.sync(ctx.store)  # first: an emptied table must not look filled
     chosen = mode()
-    use_index = chosen == "index" or (chosen == "auto" and is_filled(ctx.store, now, days))
+    use_index = chosen == "index" or (chosen == "auto" and is_filled(ctx.store, now, days, index=index))
     if not use_index:
         bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=int(days), ticket=ticket)
         history = list(bundle.get("history") or [])
-        index.add(ctx.store, [bundle["ticket"], *history])
+        index.add(ctx.store, [bundle["ticket"], *history], synced=True)
         if "history" in bundle and len(history) < _history_limit():
             # The search returned the whole window: from now on the index has every ticket of it.
             mark_filled(ctx.store, now - timedelta(days=int(days)))
         return bundle
     bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=0, ticket=ticket)
-    index.add(ctx.store, [bundle["ticket"]])
+    index.add(ctx.store, [bundle["ticket"]], synced=True)
     ref = TicketRef.of(SOURCE, ticket_id)
     text = ticket_from_zendesk(bundle["ticket"]).text
     found = index.matches(ctx.store, text, since=now - timedelta(days=days), exclude=ref) if text else []

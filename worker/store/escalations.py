@@ -160,7 +160,7 @@ def _open_for(session: Session, ticket: TicketRef, destination: str, *, lock: bo
 class EscalationVerbs:
     """The escalation half of the Store (mixed into it); needs ``_session(write=...)``."""
 
-    def _session(self, *, write: bool = False) -> AbstractContextManager[Session]:
+    def _session(self, *, write: bool = False, single: bool = False) -> AbstractContextManager[Session]:
         raise NotImplementedError
 
     @contextmanager

@@ -151,27 +151,28 @@ def _tracking(row: EscalationTracking | None, escalation_id: int) -> TrackingRec
 class FollowupVerbs:
     """The issue-6 half of the Store (mixed into it); needs ``_session(write=...)``."""
 
-    def _session(self, *, write: bool = False) -> AbstractContextManager[Session]:
+    def _session(self, *, write: bool = False, single: bool = False) -> AbstractContextManager[Session]:
         raise NotImplementedError
 
     # -- the symptom index --------------------------------------------------------------------
 
-    def upsert_symptoms(self, entries: Sequence[SymptomEntry]) -> int:
-        """Insert or update tickets in the index (one row per source and ticket id); returns how many."""
+    def upsert_symptoms(self, entries: Sequence[SymptomEntry]) -> list[SymptomRecord]:
+        """Insert or update tickets in the index (one row per source and ticket id); returns the rows as
+        written, in the shape ``symptom_rows_since`` reads (the writer's copy takes them as they are)."""
         if not entries:
-            return 0
+            return []
         now = utcnow()
-        with self._session(write=True) as session:
+        written: list[SymptomRecord] = []
+        with self._session(write=True, single=len(entries) <= _UPSERT_BATCH) as session:
             dialect = session.get_bind().dialect.name
             insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             for start in range(0, len(entries), _UPSERT_BATCH):
                 values = [_values(e, now) for e in entries[start : start + _UPSERT_BATCH]]
-                stmt = insert(SymptomRow)
+                stmt = insert(SymptomRow).values(values)
                 updated = {k: stmt.excluded[k] for k in values[0] if k not in ("source", "ticket_id")}
-                session.execute(
-                    stmt.on_conflict_do_update(index_elements=["source", "ticket_id"], set_=updated), values
-                )
-        return len(entries)
+                stmt = stmt.on_conflict_do_update(index_elements=["source", "ticket_id"], set_=updated)
+                written += [SymptomRecord(*row) for row in session.execute(stmt.returning(*_SYNC_COLUMNS))]
+        return written
 
     def symptom_rows_since(
         self, indexed_after: datetime | None, *, after_id: int | None = None, limit: int | None = None
