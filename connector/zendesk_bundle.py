@@ -3,9 +3,14 @@
 Calls, in order (every one through zenpy's public API; the URLs are what zenpy 2.0.x builds):
 
 1. ``GET /api/v2/tickets/{id}.json?include=slas`` — the ticket with ``slas.policy_metrics``.
-2. ``GET /api/v2/tickets/{id}/comments.json?page[size]=100`` — cursor paging (``meta.has_more`` +
-   ``links.next``), followed by zenpy's generator.
-3. ``GET /api/v2/tickets/{id}/audits.json?page[size]=100`` — for priority/status changes (optional).
+2. ``GET /api/v2/tickets/{id}/audits.json?page[size]=100`` — for priority/status changes (optional);
+   cursor paging (``meta.has_more`` + ``links.next``), followed by zenpy's generator. Oldest first
+   (the endpoint's ``sort_order`` defaults to ``asc``).
+3. ``GET /api/v2/tickets/{id}/comments.json?page[size]=100`` — only when the audits cannot stand in for
+   it: Zendesk keeps a comment as the ``Comment`` event of the audit that added it (same id; see
+   ``comments_from_audits``), so the audits already hold every comment, oldest first. This call is made
+   when audits are not asked for, were refused, may be cut short by ``audit_limit``, or hold no comment
+   at all (a ticket's description is its first comment, so real audits always hold one).
 4. ``GET /api/v2/search/export.json?query=type:ticket created>…&filter[type]=ticket&page[size]=100`` —
    the history window. The plain search endpoint stops at 1,000 results (a 422 past page 10); the export
    endpoint pages by cursor without that cap, so ``history_limit`` is our bound, not Zendesk's.
@@ -62,16 +67,68 @@ def get_ticket(client: Zenpy, ticket_id: int) -> dict[str, Any]:
 
 
 def list_comments(client: Zenpy, ticket_id: int, limit: int = DEFAULT_COMMENT_LIMIT) -> list[dict[str, Any]]:
+    """The ticket's first ``limit`` comments, oldest first (the comments endpoint's default order)."""
     comments = [to_raw(c) for c in islice(client.tickets.comments(ticket=int(ticket_id)), limit + 1)]
+    return _first_comments(comments, ticket_id, limit)
+
+
+def list_audits(client: Zenpy, ticket_id: int, limit: int = DEFAULT_AUDIT_LIMIT) -> list[dict[str, Any]]:
+    """The ticket's first ``limit`` audits, oldest first."""
+    return [to_raw(a) for a in islice(client.tickets.audits(ticket=int(ticket_id)), limit)]
+
+
+# Audit events that are comments: the comments endpoint's ``type`` is "Comment" or "VoiceComment", and a
+# voice comment is logged as a VoiceComment event in the ticket's audits (developer.zendesk.com, Ticket
+# Comments and "Adding voice comments to tickets").
+COMMENT_EVENT_TYPES = frozenset({"Comment", "VoiceComment"})
+
+
+def comments_from_audits(audits: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The comments, oldest first, in the shape ``GET /api/v2/tickets/{id}/comments.json`` lists them,
+    from the ticket's audits.
+
+    Zendesk stores a comment as an event of the audit that added it (a comment's ``audit_id`` names that
+    audit; "make private" is addressed to it): the ``Comment`` event carries the comment's own fields
+    (``id`` — the comment's id —, ``type``, ``author_id``, ``body``, ``html_body``, ``plain_body``,
+    ``public``, ``attachments``, ``audit_id``), and the audit its ``created_at``, ``via`` (an event has
+    a ``via`` of its own only when it differs from the audit's) and ``metadata``. Fields an event may
+    leave out are taken from its audit (``author_id``, ``audit_id``) or left out (``plain_body``: the
+    rules read ``body`` then). A comment made private later gets a ``CommentPrivacyChange`` event
+    (``comment_id``, ``public``) in a later audit; that is applied, so ``public`` is the current value,
+    as the comments endpoint reports it. (Ticket Audits API, Ticket Comments API and the Ticket Audit
+    events reference on developer.zendesk.com.)
+
+    Known differences from the endpoint, none read by the rules: a comment's ``metadata`` may carry
+    comment flags its audit's does not; and zenpy pads what it maps with nulls for attributes the wire
+    lacked (module docstring), which it does for the comments endpoint's attachments, not for events.
+    """
+    comments: list[dict[str, Any]] = []
+    by_id: dict[Any, dict[str, Any]] = {}
+    for audit in audits:
+        for event in audit.get("events") or ():
+            kind = event.get("type")
+            if kind in COMMENT_EVENT_TYPES:
+                comment = dict(event)
+                if comment.get("author_id") is None:
+                    comment["author_id"] = audit.get("author_id")
+                if comment.get("audit_id") is None:
+                    comment["audit_id"] = audit.get("id")
+                comment["via"] = event.get("via") or audit.get("via")
+                comment["created_at"] = audit.get("created_at")
+                comment["metadata"] = audit.get("metadata")
+                comments.append(comment)
+                by_id[comment.get("id")] = comment
+            elif kind == "CommentPrivacyChange" and event.get("comment_id") in by_id:
+                by_id[event["comment_id"]]["public"] = event.get("public")
+    return comments
+
+
+def _first_comments(comments: list[dict[str, Any]], ticket_id: int, limit: int) -> list[dict[str, Any]]:
     if len(comments) > limit:
         log.warning(
             "ticket %s has more than %d comments; the bundle keeps the first %d", ticket_id, limit, limit
         )
     return comments[:limit]
-
-
-def list_audits(client: Zenpy, ticket_id: int, limit: int = DEFAULT_AUDIT_LIMIT) -> list[dict[str, Any]]:
-    return [to_raw(a) for a in islice(client.tickets.audits(ticket=int(ticket_id)), limit)]
 
 
 def show_many(fetch: Callable[..., Iterable[Any]], ids: Iterable[Any]) -> list[dict[str, Any]]:
@@ -101,6 +158,7 @@ def assemble(
     history_limit: int = DEFAULT_HISTORY_LIMIT,
     comment_limit: int = DEFAULT_COMMENT_LIMIT,
     include_audits: bool = True,
+    audit_limit: int = DEFAULT_AUDIT_LIMIT,
     ticket: dict[str, Any] | None = None,
     directory: Directory | None = None,
 ) -> dict[str, Any]:
@@ -111,13 +169,19 @@ def assemble(
     directory = directory or Directory(ttl=0)
     bundle: dict[str, Any] = {"now": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "ticket": ticket}
 
-    comments = _optional("comments", lambda: list_comments(client, ticket_id, comment_limit))
-    if comments is not None:
-        bundle["comments"] = comments
+    comments = None
     if include_audits:
-        audits = _optional("audits", lambda: list_audits(client, ticket_id))
+        audits = _optional("audits", lambda: list_audits(client, ticket_id, audit_limit))
         if audits is not None:
             bundle["audits"] = audits
+            # Audits read up to their limit may stop short of the last comments: then ask for those.
+            derived = comments_from_audits(audits) if len(audits) < audit_limit else []
+            if derived:
+                comments = _first_comments(derived, ticket_id, comment_limit)
+    if comments is None:
+        comments = _optional("comments", lambda: list_comments(client, ticket_id, comment_limit))
+    if comments is not None:
+        bundle["comments"] = comments
     if history_days > 0 and history_limit > 0:
         since = now - timedelta(days=history_days)
         history = _optional(

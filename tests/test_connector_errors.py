@@ -189,6 +189,66 @@ def test_zendesk_search_rate_limit_while_paging_the_history(zendesk):
     assert caught.value.retry_after == 45
 
 
+AUDITS_URL = f"{ZD}/api/v2/tickets/42/audits.json"
+COMMENTS_URL = f"{ZD}/api/v2/tickets/42/comments.json"
+
+
+def _paths() -> list[str]:
+    return [requests.utils.urlparse(c.request.url).path for c in responses.calls]
+
+
+@responses.activate
+def test_zendesk_bundle_takes_its_comments_from_the_audits(zendesk):
+    """Audits in the documented shape: the comments come from their Comment events, no comments call."""
+    responses.get(TICKET_URL, json={"ticket": {"id": 42, "requester_id": 7, "organization_id": None}})
+    event = {"id": 2127301148, "type": "Comment", "body": "A private note",
+             "html_body": "<p>A private note</p>", "public": False, "attachments": []}  # fmt: skip
+    audit = {"id": 2127301143, "ticket_id": 42, "created_at": "2011-09-25T22:35:44Z", "author_id": 7,
+             "via": {"channel": "web"}, "metadata": {"custom": {}, "system": {}},
+             "events": [event]}  # fmt: skip
+    responses.get(AUDITS_URL, json={"audits": [audit], "meta": {"has_more": False}})
+    responses.get(f"{ZD}/api/v2/users/show_many.json", json={"users": [{"id": 7, "role": "end-user"}]})
+    bundle = zendesk.fetch_bundle(42, history_days=0)
+    [comment] = bundle["comments"]
+    assert (comment["id"], comment["author_id"], comment["public"]) == (2127301148, 7, False)
+    assert (comment["created_at"], comment["audit_id"]) == ("2011-09-25T22:35:44Z", 2127301143)
+    assert _paths() == [
+        "/api/v2/tickets/42.json",
+        "/api/v2/tickets/42/audits.json",
+        "/api/v2/users/show_many.json",
+    ]
+
+
+@responses.activate
+def test_zendesk_rate_limit_on_the_audits_comes_out_typed(zendesk):
+    responses.get(TICKET_URL, json={"ticket": {"id": 42, "requester_id": 7, "organization_id": None}})
+    responses.get(AUDITS_URL, status=429, headers={"Retry-After": "12"})
+    with pytest.raises(errors.RateLimited) as caught:
+        zendesk.fetch_bundle(42, history_days=0)
+    assert caught.value.retry_after == 12
+    assert _paths() == ["/api/v2/tickets/42.json", "/api/v2/tickets/42/audits.json"]  # not the comments
+
+
+@responses.activate
+def test_zendesk_outage_on_the_audits_is_transient(zendesk):
+    responses.get(TICKET_URL, json={"ticket": {"id": 42, "requester_id": 7, "organization_id": None}})
+    responses.get(AUDITS_URL, status=503)
+    with pytest.raises(errors.TransientError):
+        zendesk.fetch_bundle(42, history_days=0)
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_zendesk_audits_refused_leave_the_comments_to_their_endpoint(zendesk):
+    responses.get(TICKET_URL, json={"ticket": {"id": 42, "requester_id": None, "organization_id": None}})
+    responses.get(AUDITS_URL, status=403, json={"error": "Forbidden"})
+    comment = {"id": 9, "type": "Comment", "author_id": None, "body": "Hi", "public": True}
+    responses.get(COMMENTS_URL, json={"comments": [comment], "meta": {"has_more": False}})
+    bundle = zendesk.fetch_bundle(42, history_days=0)
+    assert "audits" not in bundle and [c["body"] for c in bundle["comments"]] == ["Hi"]
+    assert _paths()[-1] == "/api/v2/tickets/42/comments.json"
+
+
 # ----- Jira through the jira client -----
 
 

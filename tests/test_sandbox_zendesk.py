@@ -75,6 +75,27 @@ def test_comments_cursor_paging(api, sandbox_state):
     assert ids == [c["id"] for c in sandbox_state.zendesk_state.ticket_comments(tid)]
 
 
+def test_every_comment_is_the_comment_event_of_its_audit(api, sandbox_state):
+    """As in Zendesk: a comment is an event of the audit that added it (same id and fields); the
+    audit holds its time and via. True of the seed and of comments added later, by any route."""
+    state = sandbox_state.zendesk_state
+    new = state.add_ticket(subject="New", description="It broke")["id"]
+    state.add_comment(new, "Any news?", author_id=1006, public=True)
+    note = {"ticket": {"comment": {"html_body": "<p>Looking</p>", "public": False}, "status": "pending"}}
+    assert api("PUT", f"/api/v2/tickets/{new}.json", json=note).status_code == 200
+    for tid in [*TICKETS.values(), new]:
+        comments = api("GET", f"/api/v2/tickets/{tid}/comments.json").json()["comments"]
+        audits = {a["id"]: a for a in api("GET", f"/api/v2/tickets/{tid}/audits.json").json()["audits"]}
+        events = [e for a in audits.values() for e in a["events"] if e["type"] == "Comment"]
+        assert [e["id"] for e in events] == [c["id"] for c in comments]
+        for comment, event in zip(comments, events, strict=True):
+            assert event == {k: comment[k] for k in event}
+            assert set(comment) - set(event) == {"via", "created_at", "metadata"}
+            audit = audits[comment["audit_id"]]
+            assert (audit["created_at"], audit["via"]) == (comment["created_at"], comment["via"])
+    assert state.ticket_audits(new)[-1]["via"]["channel"] == "api"
+
+
 def test_comments_offset_paging(api):
     page = api("GET", f"/api/v2/tickets/{TICKETS['stalled']}/comments.json", params={"per_page": 5}).json()
     assert page["count"] == 7 and len(page["comments"]) == 5 and "page=2" in page["next_page"]

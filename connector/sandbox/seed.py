@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -144,7 +145,10 @@ def comment_record(
     at: datetime,
     audit_id: int | None,
     html_body: str | None = None,
+    via: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A comment as ``GET /api/v2/tickets/{id}/comments.json`` lists it; ``via``, ``created_at`` and
+    ``metadata`` are its audit's (``via``: how the update that added it came in)."""
     return {
         "id": cid,
         "type": "Comment",
@@ -155,16 +159,41 @@ def comment_record(
         "public": public,
         "attachments": [],
         "audit_id": audit_id,
-        "via": _via(),
+        "via": via or _via(),
         "created_at": iso(at),
         "metadata": {"system": {}, "custom": {}},
     }
 
 
-def _audit(aid: int, tid: int, at: datetime, author: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+# What a Comment event in a ticket audit carries: the comment itself (Zendesk stores a comment as an
+# event of the audit that added it, so the event's id is the comment's id, and the comment's audit_id
+# names that audit); its time, via and metadata are the audit's. Zendesk's own examples (Ticket Audits
+# API) may show fewer of these keys; connector.zendesk_bundle.comments_from_audits copes with that.
+COMMENT_EVENT_KEYS = ("id", "type", "author_id", "body", "html_body", "plain_body", "public", "attachments",
+                      "audit_id")  # fmt: skip
+
+
+def comment_event(record: dict[str, Any]) -> dict[str, Any]:
+    """The Comment event, in the audit that added it, of a comment made by ``comment_record``."""
+    return {key: record[key] for key in COMMENT_EVENT_KEYS}
+
+
+def audit_record(
+    aid: int,
+    tid: int,
+    at: datetime,
+    author: int,
+    events: list[dict[str, Any]],
+    via: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     meta = {"system": {}, "custom": {}}
-    return {"id": aid, "ticket_id": tid, "created_at": iso(at), "author_id": author, "via": _via(),
+    return {"id": aid, "ticket_id": tid, "created_at": iso(at), "author_id": author, "via": via or _via(),
             "metadata": meta, "events": events}  # fmt: skip
+
+
+def creation_events(next_event_id: Callable[[], int], **fields: Any) -> list[dict[str, Any]]:
+    """The Create events of a new ticket's first audit, one a field set."""
+    return [{"id": next_event_id(), "type": "Create", "field_name": f, "value": v} for f, v in fields.items()]
 
 
 def _hours_from(now: datetime, hours: float | None) -> str | None:
@@ -184,25 +213,22 @@ def _ticket(spec: dict[str, Any], requester: int, now: datetime, ids: dict[str, 
     audit_id = next_id("audit")
     comments = [comment_record(next_id("comment"), requester, body, True, created, audit_id)]
     created_events = [
-        {"id": next_id("event"), "type": "Comment", "author_id": requester, "body": body, "public": True,
-         "attachments": []},
-        *({"id": next_id("event"), "type": "Create", "field_name": f, "value": v}
-          for f, v in (("status", "new"), ("priority", first_priority), ("type", spec["type"]))),
-    ]  # fmt: skip
-    audits = [_audit(audit_id, tid, created, requester, created_events)]
+        comment_event(comments[0]),
+        *creation_events(lambda: next_id("event"), status="new", priority=first_priority, type=spec["type"]),
+    ]
+    audits = [audit_record(audit_id, tid, created, requester, created_events)]
     for change in changes:
         event = {"id": next_id("event"), "type": "Change", "field_name": change["field"],
                  "value": change["to"], "previous_value": change["from"]}  # fmt: skip
-        audits.append(_audit(next_id("audit"), tid, now - timedelta(hours=change["hours_ago"]), 901, [event]))
+        at = now - timedelta(hours=change["hours_ago"])
+        audits.append(audit_record(next_id("audit"), tid, at, 901, [event]))
     for follow in spec["follow"]:
         author = requester if follow["by"] == "customer" else 901
         at, audit_id = now - timedelta(hours=follow["hours_ago"]), next_id("audit")
         comments.append(
             comment_record(next_id("comment"), author, follow["text"], follow["public"], at, audit_id)
         )
-        event = {"id": next_id("event"), "type": "Comment", "author_id": author, "body": follow["text"],
-                 "public": follow["public"], "attachments": []}  # fmt: skip
-        audits.append(_audit(audit_id, tid, at, author, [event]))
+        audits.append(audit_record(audit_id, tid, at, author, [comment_event(comments[-1])]))
     updated = max([created] + [now - timedelta(hours=f["hours_ago"]) for f in spec["follow"]])
     metrics = [
         {"breach_at": _hours_from(now, m["breach_in_hours"]), "stage": m["stage"], "metric": m["metric"]}

@@ -11,10 +11,22 @@ from typing import Any
 
 from connector.sandbox.common import ZENDESK_EMAIL, ZENDESK_TOKEN, RequestLog, iso, utcnow
 from connector.sandbox.faults import Faults
-from connector.sandbox.seed import API_USER_ID, comment_record, zendesk_seed
+from connector.sandbox.seed import (
+    API_USER_ID,
+    audit_record,
+    comment_event,
+    comment_record,
+    creation_events,
+    zendesk_seed,
+)
 
 TRACKED = ("status", "priority", "type", "group_id", "assignee_id", "subject")
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+
+
+def api_via() -> dict[str, Any]:
+    """The via of an update made through the API (ours): the audit's and its comment's."""
+    return {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}}
 
 
 class RecordInvalid(ValueError):
@@ -161,28 +173,9 @@ class ZendeskState:
                 self._set_custom_field(ticket, int(field["id"]), field.get("value"), events)
             comment = changes.get("comment")
             if isinstance(comment, dict):
-                record = self._comment(tid, comment, author_id, now, audit_id)
-                events.append(
-                    {
-                        "id": self._next("event"),
-                        "type": "Comment",
-                        "author_id": record["author_id"],
-                        "body": record["body"],
-                        "html_body": record["html_body"],
-                        "public": record["public"],
-                        "attachments": [],
-                    }
-                )
+                events.insert(0, comment_event(self._comment(tid, comment, author_id, now, audit_id)))
             ticket["updated_at"] = iso(now)
-            audit = {
-                "id": audit_id,
-                "ticket_id": tid,
-                "created_at": iso(now),
-                "author_id": author_id,
-                "via": {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}},
-                "metadata": {"system": {}, "custom": {}},
-                "events": events,
-            }
+            audit = audit_record(audit_id, tid, now, author_id, events, via=api_via())
             self.audits.setdefault(tid, []).append(audit)
             return copy.deepcopy(ticket), copy.deepcopy(audit)
 
@@ -235,6 +228,7 @@ class ZendeskState:
             now,
             audit_id,
             html_body=html_body,
+            via=api_via(),
         )
         self.comments.setdefault(tid, []).append(record)
         return record
@@ -253,10 +247,16 @@ class ZendeskState:
     def add_comment(
         self, tid: int, body: str, *, author_id: int, public: bool = True, at: datetime | None = None
     ) -> dict[str, Any]:
-        """For tests and demos: a comment as if written at ``at`` (default: now), without an audit."""
+        """For tests and demos: a comment as if written at ``at`` (default: now), in an audit of its own
+        as Zendesk records every comment; the ticket's other fields are left as they are."""
         with self._lock:
-            record = comment_record(self._next("comment"), author_id, body, public, at or utcnow(), None)
+            at = at or utcnow()
+            audit_id = self._next("audit")
+            record = comment_record(self._next("comment"), author_id, body, public, at, audit_id)
             self.comments.setdefault(tid, []).append(record)
+            self.audits.setdefault(tid, []).append(
+                audit_record(audit_id, tid, at, author_id, [comment_event(record)])
+            )
             return copy.deepcopy(record)
 
     def add_ticket(self, **fields: Any) -> dict[str, Any]:
@@ -293,8 +293,12 @@ class ZendeskState:
             }
             ticket["raw_subject"] = ticket["subject"]
             self.tickets[tid] = ticket
-            self.comments[tid] = [
-                comment_record(self._next("comment"), requester, description, True, now, None)
-            ]
-            self.audits[tid] = []
+            # The description is the first comment, added by the creation's audit (with a Create event
+            # a field set, as Zendesk records a new ticket).
+            audit_id = self._next("audit")
+            first = comment_record(self._next("comment"), requester, description, True, now, audit_id)
+            self.comments[tid] = [first]
+            created = {f: ticket[f] for f in ("status", "priority", "type") if ticket.get(f) is not None}
+            events = [comment_event(first), *creation_events(lambda: self._next("event"), **created)]
+            self.audits[tid] = [audit_record(audit_id, tid, now, requester, events)]
             return copy.deepcopy(ticket)
