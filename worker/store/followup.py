@@ -6,6 +6,7 @@ Mixed into ``Store`` like ``EscalationVerbs``; every verb is one short transacti
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
@@ -165,13 +166,10 @@ class FollowupVerbs:
         written: list[SymptomRecord] = []
         with self._session(write=True, single=len(entries) <= _UPSERT_BATCH) as session:
             dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             for start in range(0, len(entries), _UPSERT_BATCH):
                 values = [_values(e, now) for e in entries[start : start + _UPSERT_BATCH]]
-                stmt = insert(SymptomRow).values(values)
-                updated = {k: stmt.excluded[k] for k in values[0] if k not in ("source", "ticket_id")}
-                stmt = stmt.on_conflict_do_update(index_elements=["source", "ticket_id"], set_=updated)
-                written += [SymptomRecord(*row) for row in session.execute(stmt.returning(*_SYNC_COLUMNS))]
+                result = session.execute(_symptom_upsert(dialect, tuple(values[0])), values)
+                written += [SymptomRecord(*row) for row in result]
         return written
 
     def symptom_rows_since(
@@ -282,6 +280,7 @@ class FollowupVerbs:
         for t in tickets:
             by_source.setdefault(t.source, set()).add(t.id)
         found: dict[TicketRef, list[EscalationRecord]] = {}
+        records: dict[int, EscalationRecord] = {}  # one grouped escalation is under many of the tickets
         with self._session() as session:
             for source, ids in by_source.items():
                 query = (
@@ -293,7 +292,8 @@ class FollowupVerbs:
                     .order_by(Escalation.id)
                 )
                 for ticket_id, row in session.execute(query):
-                    found.setdefault(TicketRef(source, ticket_id), []).append(EscalationRecord.of(row))
+                    record = records.get(row.id) or records.setdefault(row.id, EscalationRecord.of(row))
+                    found.setdefault(TicketRef(source, ticket_id), []).append(record)
         return found
 
     # -- tracking -----------------------------------------------------------------------------
@@ -366,6 +366,17 @@ class FollowupVerbs:
         return bool(
             self.ledger({action}, escalation_id=escalation_id, subject=subject, target=target, limit=1)
         )
+
+
+@functools.cache
+def _symptom_upsert(dialect: str, keys: tuple[str, ...]) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE ... RETURNING for the index, built once: the rows go as
+    parameters, so the statement and its compiled form are the same for every write."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(SymptomRow)
+    updated = {k: stmt.excluded[k] for k in keys if k not in ("source", "ticket_id")}
+    stmt = stmt.on_conflict_do_update(index_elements=["source", "ticket_id"], set_=updated)
+    return stmt.returning(*_SYNC_COLUMNS)
 
 
 def _values(entry: SymptomEntry, now: datetime) -> dict[str, Any]:
