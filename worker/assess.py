@@ -3,10 +3,9 @@ and open (or auto-create) the escalation it calls for."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,7 +74,6 @@ def still_current(
     updated_at: Any,
     ruleset_version: str,
     delivery: str | None,
-    note: Callable[[], ActionRecord | None] | None = None,
 ) -> AssessmentRecord | None:
     """The latest assessment when it judged this very version of the ticket, under these rules, recently,
     for another delivery: a repeated or echoed event (our own note and tags update the ticket too) needs
@@ -89,16 +87,16 @@ def still_current(
         return None
     if last.trace.get("delivery") == delivery:
         return None
-    read_note = note or (lambda: last_note(ctx, ref))
-    if last.trace.get("ticket_updated_at") != updated_at and not _our_echo(updated_at, last, read_note()):
+    if last.trace.get("ticket_updated_at") != updated_at and not _our_echo(updated_at, last, ctx, ref):
         return None
     if (datetime.now(UTC) - last.assessed_at).total_seconds() > window:
         return None
     return last
 
 
-def _our_echo(updated_at: Any, last: AssessmentRecord, note: ActionRecord | None) -> bool:
-    """Whether the ticket's only change since ``last`` is ``note``, written by that assessment's job."""
+def _our_echo(updated_at: Any, last: AssessmentRecord, ctx: JobContext, ref: TicketRef) -> bool:
+    """Whether the ticket's only change since ``last`` is the note that assessment's job wrote."""
+    note = last_note(ctx, ref)
     if note is None or note.at < last.assessed_at:
         return False
     return (note.detail or {}).get("ticket_updated_at") == updated_at
@@ -119,13 +117,12 @@ def assess_ticket(
     desk = rt.desk(source)
     # What this assessment saw, for telling a later event about the same ticket version apart.
     seen: dict[str, Any] = {"delivery": ":".join(delivery) if delivery else None}
-    note = functools.cache(lambda: last_note(ctx, ref))  # read at most once, by whichever asks first
     raw = None
     if source == SOURCE:  # a Zendesk ticket's updated_at costs one read: enough to tell it unchanged
         raw = rt.zendesk.get_ticket(int(ticket_id))
         updated_at = seen["ticket_updated_at"] = raw.get("updated_at")
         version = rt.rules.version
-        last = None if force else still_current(ctx, ref, updated_at, version, seen["delivery"], note)
+        last = None if force else still_current(ctx, ref, updated_at, version, seen["delivery"])
         if last is not None:
             return {"ticket_id": ref.id, "verdict": last.decision.get("verdict"), "unchanged": True}
     case = desk.case(symptom_index.case_bundle(ctx, ref, ticket=raw))  # the ticket just read is reused
@@ -138,7 +135,7 @@ def assess_ticket(
         trace=seen,
         delivery=delivery,
     )
-    noted = tell_agent(ctx, ref, decision, known_tags=case.ticket.tags, note=note)
+    noted = tell_agent(ctx, ref, decision, known_tags=case.ticket.tags)
     outcome: dict[str, Any] = {"ticket_id": ref.id, "verdict": decision["verdict"], "noted": noted}
     placed = rollup.place(ctx, ref, decision, case.ticket)  # joins its symptom's; regressions
     # The ticket's open escalations, as place read them: escalating and settling start from them too.
@@ -182,18 +179,13 @@ def _escalation(
 
 
 def tell_agent(
-    ctx: JobContext,
-    ref: TicketRef,
-    decision: dict[str, Any],
-    *,
-    known_tags: Iterable[str] | None = None,
-    note: Callable[[], ActionRecord | None] | None = None,
+    ctx: JobContext, ref: TicketRef, decision: dict[str, Any], *, known_tags: Iterable[str] | None = None
 ) -> bool:
     """An internal note with the assessment (a JSM internal comment, never public) and tags (JSM labels)
-    naming destination and severity, once per verdict. ``note``: the last note, read in this job."""
+    naming destination and severity, once per verdict."""
     desk = runtime_for(ctx.settings).desk(ref.source)
     print_ = fingerprint(decision)
-    last = note() if note is not None else last_note(ctx, ref)
+    last = last_note(ctx, ref)  # read now, not reused from earlier in the job: another job may have noted
     if last is not None and (last.detail or {}).get("fingerprint") == print_:
         return False
     current = decision_tags(decision)
