@@ -288,23 +288,50 @@ class SymptomIndex:
                 expected = store.count_symptoms()
                 self._grow(expected + expected // 8)  # room for a few days of new tickets
             started = datetime.now(UTC)
-            at, after_id = self._synced_from, None
-            total = 0
-            while True:
-                rows = store.symptom_rows_since(at, after_id=after_id, limit=SYNC_PAGE)
-                if not rows:
-                    break
-                self._put(rows)
-                if not self.semantic:
-                    self._load_texts(store, [r.id for r in rows])
-                total += len(rows)
-                at, after_id = rows[-1].indexed_at, rows[-1].id
-                if len(rows) < SYNC_PAGE:
-                    break
+            if self._synced_from is None:
+                total = self._load(store)
+            else:
+                total = self._catch_up(store, self._synced_from)
             # Next time, read from a little before this sync began: a row stamped earlier whose
             # transaction committed after this read is not missed.
             self._synced_from = started - SYNC_OVERLAP
             return total
+
+    def _load(self, store: Store) -> int:
+        """Every row, page by page in write order."""
+        at, after_id = None, None
+        total = 0
+        while True:
+            rows = store.symptom_rows_since(at, after_id=after_id, limit=SYNC_PAGE)
+            if not rows:
+                break
+            self._take(store, rows)
+            total += len(rows)
+            at, after_id = rows[-1].indexed_at, rows[-1].id
+            if len(rows) < SYNC_PAGE:
+                break
+        return total
+
+    def _catch_up(self, store: Store, since: datetime) -> int:
+        """The rows written since ``since`` that this copy does not hold as written. The overlap makes
+        each sync see the last seconds' rows again, most of them already here (this process wrote them,
+        or read them last time): their stamps are read first, and only the rest in full."""
+        wanted = [
+            row_id
+            for row_id, written in store.symptom_stamps_since(since)
+            if (pos := self._pos.get(row_id)) is None or self._written[pos] != written.timestamp()
+        ]
+        total = 0
+        for start in range(0, len(wanted), SYNC_PAGE):
+            rows = store.symptom_sync_rows(wanted[start : start + SYNC_PAGE])
+            self._take(store, rows)
+            total += len(rows)
+        return total
+
+    def _take(self, store: Store, rows: Sequence[SymptomRecord]) -> None:
+        self._put(rows)
+        if not self.semantic:
+            self._load_texts(store, [r.id for r in rows])
 
     def _put(self, rows: Sequence[SymptomRecord]) -> None:
         fresh = []

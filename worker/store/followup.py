@@ -194,6 +194,25 @@ class FollowupVerbs:
                 query = query.limit(limit)
             return [SymptomRecord(*row) for row in session.execute(query)]
 
+    def symptom_stamps_since(self, indexed_after: datetime) -> list[tuple[int, datetime]]:
+        """(id, indexed_at) of the rows written after ``indexed_after``: what a copy checks before it
+        reads rows in full."""
+        with self._session() as session:
+            query = select(SymptomRow.id, SymptomRow.indexed_at).where(SymptomRow.indexed_at > indexed_after)
+            return [(row_id, at) for row_id, at in session.execute(query)]
+
+    def symptom_sync_rows(self, ids: Sequence[int]) -> list[SymptomRecord]:
+        """Rows by id as ``symptom_rows_since`` reads them (without their text), in write order."""
+        if not ids:
+            return []
+        with self._session() as session:
+            query = (
+                select(*_SYNC_COLUMNS)
+                .where(SymptomRow.id.in_(list(ids)))
+                .order_by(SymptomRow.indexed_at, SymptomRow.id)
+            )
+            return [SymptomRecord(*row) for row in session.execute(query)]
+
     def symptom_rows(self, ids: Iterable[int]) -> list[SymptomRecord]:
         """Full rows by id, in the order given; ids no longer stored are skipped."""
         wanted = list(dict.fromkeys(int(i) for i in ids))
