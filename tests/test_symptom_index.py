@@ -104,7 +104,8 @@ def test_a_writer_keeps_what_it_wrote_and_matches_reuse_rows_until_rewritten(fre
     later = (NOW + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     reworded = {**CSV_AGAIN, "subject": "CSV export request times out", "updated_at": later}
     assert writer.add(fresh, [reworded]) == 1
-    reader.sync(fresh)
+    # Both rows are within the sync's overlap; only the rewritten one is read in full, then nothing.
+    assert reader.sync(fresh) == 1 and reader.sync(fresh) == 0
     again = {row.ticket_id: row.subject for _hit, row in reader.matches(fresh, text)}
     assert again == {"1": CSV["subject"], "2": "CSV export request times out"}  # rewritten: read again
 
