@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC
+from typing import TypeVar
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -24,6 +26,8 @@ from worker.store import (
 )
 from worker.store.engine import normalise_url
 from worker.store.models import Base, EscalationTicket
+
+T = TypeVar("T")
 
 TICKET = TicketRef.zendesk(42)
 DECISION = {"ticket_id": "42", "escalate": True, "destination": "engineering", "severity": "high"}
@@ -102,37 +106,32 @@ def test_a_forgotten_delivery_can_be_recorded_again(store):
     assert store.record_delivery("zendesk", "inv-3", kind="evaluate_ticket", subject="42")
 
 
-def test_concurrent_records_of_one_delivery_make_one_row(store):
-    results: list[bool] = []
-    barrier = threading.Barrier(10)
+def at_once(call: Callable[[], T], times: int = 10) -> list[T]:
+    """``call`` from ``times`` threads released together; their results."""
+    barrier = threading.Barrier(times)
+    results: list[T] = []
 
-    def record() -> None:
+    def run() -> None:
         barrier.wait()
-        results.append(store.record_delivery("zendesk", "same", kind="evaluate_ticket", subject="42"))
+        results.append(call())
 
-    threads = [threading.Thread(target=record) for _ in range(10)]
+    threads = [threading.Thread(target=run) for _ in range(times)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return results
+
+
+def test_concurrent_records_of_one_delivery_make_one_row(store):
+    results = at_once(lambda: store.record_delivery("zendesk", "same", kind="evaluate_ticket", subject="42"))
     assert sorted(results) == [False] * 9 + [True]
 
 
 def test_concurrent_starts_of_one_delivery_count_every_attempt(store):
     """Starting is one upsert: ten workers starting one delivery at once make one row that counts ten
     attempts (a lost update would count fewer), and none of them starts it once it is processed."""
-    barrier = threading.Barrier(10)
-    started: list[bool] = []
-
-    def start() -> None:
-        barrier.wait()
-        started.append(store.start_delivery("zendesk", "race", kind="evaluate_ticket", subject="42"))
-
-    threads = [threading.Thread(target=start) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    started = at_once(lambda: store.start_delivery("zendesk", "race", kind="evaluate_ticket", subject="42"))
     assert started == [True] * 10
     assert store.get_delivery("zendesk", "race").attempts == 10
     store.finish_delivery("zendesk", "race", DeliveryStatus.PROCESSED)
