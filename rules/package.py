@@ -20,20 +20,38 @@ from rules.redact import redact
 from rules.ruleset import Destination, Family, Severity
 
 UNKNOWN = "unknown"
-_EXPECTATION = re.compile(
-    r"[^.!?\n]*\b(asap|as soon as possible|immediately|urgently|today|tomorrow|"
+_EXPECTATION_WORDS = (
+    r"asap|as soon as possible|immediately|urgently|today|tomorrow|"
     r"by (?:monday|tuesday|wednesday|"
     r"thursday|friday|saturday|sunday|tonight|the end of|end of|eod|eow|noon|\d)|before (?:monday|tuesday|"
-    r"wednesday|thursday|friday|the|our|\d)|deadline|go[- ]live|launch)\b[^.!?\n]*[.!?]?",
-    re.IGNORECASE,
+    r"wednesday|thursday|friday|the|our|\d)|deadline|go[- ]live|launch"
 )
+_EXPECTATION = re.compile(rf"[^.!?\n]*\b({_EXPECTATION_WORDS})\b[^.!?\n]*[.!?]?", re.IGNORECASE)
+_EXPECTATION_WORD = re.compile(rf"\b({_EXPECTATION_WORDS})\b", re.IGNORECASE)
 _CONTAINMENT = re.compile(
     r"\b(rotated|revoked|disabled|locked|reset|blocked|contained|suspended|invalidated|patched)\b",
     re.IGNORECASE,
 )
-_COMPETITOR = re.compile(
-    r"[^.!?\n]*\b(competitor|alternative|other vendors?|switch(ing)? to)\b[^.!?\n]*", re.I
-)
+_COMPETITOR_WORDS = r"competitor|alternative|other vendors?|switch(ing)? to"
+_COMPETITOR = re.compile(rf"[^.!?\n]*\b({_COMPETITOR_WORDS})\b[^.!?\n]*", re.I)
+_COMPETITOR_WORD = re.compile(rf"\b({_COMPETITOR_WORDS})\b", re.I)
+_SENTENCE_ENDS = ".!?\n"
+
+
+def sentence_search(sentence: re.Pattern[str], word: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """``sentence.search(text)`` for a ``sentence`` of the form ``[^.!?\n]*\b(WORDS)\b…`` and its ``word``,
+    ``\b(WORDS)\b``, where no WORD can start with a sentence end.
+
+    The same match, without trying the sentence at every position of a long text (each try runs to the
+    sentence's end and backtracks over every word): no match can start in a sentence before the one
+    holding the first WORD, so the search starts at that sentence's beginning.
+    """
+    first = word.search(text)
+    if first is None:
+        return None
+    start = max(text.rfind(c, 0, first.start()) for c in _SENTENCE_ENDS) + 1
+    return sentence.search(text, start)
+
 
 DESTINATION_LABEL = {
     Destination.SECURITY: "Security",
@@ -54,10 +72,15 @@ class Redactor:
     """Redacts ticket text and remembers what kinds of secret it removed."""
 
     kinds: set[str] = field(default_factory=set)
+    # A package quotes the same subject and comments in several sections: each is redacted once.
+    done: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, text: str) -> str:
-        cleaned, kinds = redact(text)
-        self.kinds.update(kinds)
+        cleaned = self.done.get(text)
+        if cleaned is None:
+            cleaned, kinds = redact(text)
+            self.kinds.update(kinds)
+            self.done[text] = cleaned
         return cleaned
 
 
@@ -185,7 +208,7 @@ def destination_focus(p: PackageInput, clean: Redactor) -> list[tuple[str, str]]
         ]
     if p.destination is Destination.PRODUCT:
         b = p.impact["breadth"]
-        competitive = _COMPETITOR.search(f.customer_text)
+        competitive = sentence_search(_COMPETITOR, _COMPETITOR_WORD, f.customer_text)
         return [
             ("Use case", clean(extract.sentences(f.ticket.description, 2)) or UNKNOWN),
             (
@@ -303,7 +326,7 @@ def _outcome(f: Facts, comment: Comment, after: list[Comment], clean: Redactor, 
 def communication(p: PackageInput, clean: Redactor) -> dict[str, Any]:
     f = p.facts
     latest = f.public_agent_replies[-1] if f.public_agent_replies else None
-    expectation = _EXPECTATION.search(f.customer_text)
+    expectation = sentence_search(_EXPECTATION, _EXPECTATION_WORD, f.customer_text)
     return {
         "latest_update": (
             {"at": iso(latest.created_at), "summary": extract.gist(clean(latest.body))} if latest else None
