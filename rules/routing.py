@@ -7,7 +7,8 @@ from rules.decision import Evidence, RouteReason, Trigger
 from rules.facts import Facts
 from rules.ruleset import Destination, Family
 
-ENGINEERING_FAMILIES = {Family.TECHNICAL_BARRIER, Family.DIAGNOSTIC_CEILING, Family.WIDESPREAD_HARM}
+# A tuple, not a set: the order of the reasons a decision gives must not change from process to process.
+ENGINEERING_FAMILIES = (Family.TECHNICAL_BARRIER, Family.DIAGNOSTIC_CEILING, Family.WIDESPREAD_HARM)
 
 
 def _ids(triggers: list[Trigger]) -> str:
