@@ -7,6 +7,9 @@ Every line runs with both symptom matchers, so the lexical fallback is held to t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,30 @@ def test_every_trigger_and_hold_carries_evidence(matcher, name) -> None:
     for hold in decision["hold_reasons"]:
         if hold["id"] in ("documented_fix", "configuration_error", "documented_limitation"):
             assert hold["reference"].startswith("https://")
+
+
+# The decision's reasons, as a process with the given string hash seed words them.
+_REASONS_SCRIPT = """
+import json, sys
+from rules.evaluate import evaluate_bundle
+from rules.similarity import load_matcher
+decision = evaluate_bundle(json.loads(sys.stdin.read()), matcher=load_matcher("lexical")).to_dict()
+print(json.dumps([r["evidence"]["summary"] for r in decision["routing"]]))
+"""
+
+
+def test_reasons_read_the_same_in_every_process() -> None:
+    """Two engineering families at once (deep access, data loss): the reason lists them in one order
+    whatever the process's hash seed (a set of string enums iterated in a different order each run)."""
+    bundle = load("trigger__needs_deep_access")
+    bundle["ticket"]["description"] += " Since the migration records are gone: we lost data."
+    seen = set()
+    for seed in ("1", "2", "3", "4", "5", "6"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        run = subprocess.run(
+            [sys.executable, "-c", _REASONS_SCRIPT], input=json.dumps(bundle), capture_output=True, text=True,
+            env=env, check=True, cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        seen.add(run.stdout)
+    assert len(seen) == 1
+    assert "needs engineering (data_loss, needs_deep_access)" in seen.pop()
