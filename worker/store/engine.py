@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 # Set while a Store block needs SQLite's write lock from its first statement (see `immediate`).
@@ -30,6 +31,11 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         return _sqlite_engine(parsed, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)
+
+
+def upsert_insert(dialect: str) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT: both backends we run on have it."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 @contextmanager

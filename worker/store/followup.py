@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from worker.store.engine import upsert_insert
 from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
 from worker.store.models import AuditEntry, Escalation, EscalationTicket, utcnow
 from worker.store.records import ActionRecord, EscalationRecord, TicketRef
@@ -391,8 +391,7 @@ class FollowupVerbs:
 def _symptom_upsert(dialect: str, keys: tuple[str, ...]) -> Any:
     """INSERT ... ON CONFLICT DO UPDATE ... RETURNING for the index, built once: the rows go as
     parameters, so the statement and its compiled form are the same for every write."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(SymptomRow)
+    stmt = upsert_insert(dialect)(SymptomRow)
     updated = {k: stmt.excluded[k] for k in keys if k not in ("source", "ticket_id")}
     stmt = stmt.on_conflict_do_update(index_elements=["source", "ticket_id"], set_=updated)
     return stmt.returning(*_SYNC_COLUMNS)

@@ -11,12 +11,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.store import migrate
-from worker.store.engine import immediate, make_engine
+from worker.store.engine import immediate, make_engine, upsert_insert
 from worker.store.escalations import EscalationVerbs
 from worker.store.followup import FollowupVerbs  # issue 6: symptom index, tracking, ledger
 from worker.store.lifecycle import DeliveryStatus
@@ -70,10 +69,6 @@ class Store(EscalationVerbs, FollowupVerbs):
         with immediate(), (self._single_writes if single else self._sessions).begin() as session:
             yield session
 
-    def _insert(self) -> Any:
-        """The dialect's INSERT, with ON CONFLICT: both backends we run on have it."""
-        return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-
     # -- the database itself ------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:
@@ -126,7 +121,7 @@ class Store(EscalationVerbs, FollowupVerbs):
         by it, so two runs of one delivery cannot both find it unprocessed and go on unseen.
         """
         processing = DeliveryStatus.PROCESSING
-        stmt = self._insert()(Delivery).values(
+        stmt = upsert_insert(self.engine.dialect.name)(Delivery).values(
             source=source, delivery_id=delivery_id, kind=kind, subject=subject, status=processing, attempts=1
         )
         stmt = stmt.on_conflict_do_update(
@@ -155,13 +150,13 @@ class Store(EscalationVerbs, FollowupVerbs):
     def forget_delivery(self, source: str, delivery_id: str) -> None:
         """Remove a delivery that was recorded but could not be queued, so the sender's retry counts."""
         with self._session(write=True) as session:
-            row = _delivery(session, source, delivery_id, lock=False)
+            row = _delivery(session, source, delivery_id)
             if row is not None:
                 session.delete(row)
 
     def get_delivery(self, source: str, delivery_id: str) -> DeliveryRecord | None:
         with self._session() as session:
-            row = _delivery(session, source, delivery_id, lock=False)
+            row = _delivery(session, source, delivery_id)
             return DeliveryRecord.of(row) if row is not None else None
 
     # -- assessments --------------------------------------------------------------------------
@@ -274,8 +269,6 @@ class Store(EscalationVerbs, FollowupVerbs):
             return [ActionRecord.of(row) for row in session.scalars(query)]
 
 
-def _delivery(session: Session, source: str, delivery_id: str, *, lock: bool) -> Delivery | None:
+def _delivery(session: Session, source: str, delivery_id: str) -> Delivery | None:
     query = select(Delivery).where(Delivery.source == source, Delivery.delivery_id == delivery_id)
-    if lock:
-        query = query.with_for_update()
     return session.scalars(query).one_or_none()
