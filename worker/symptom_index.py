@@ -254,12 +254,7 @@ class SymptomIndex:
         ]
         written = store.upsert_symptoms(rows)
         with self._lock:  # the rows as stored, without reading them back in a second sync
-            self._put(written)
-            if not self.semantic:
-                for ticket, _subject, _description, text, _digest in entries:
-                    pos = self._by_key.get(TicketRef(source, ticket.id))
-                    if pos is not None:
-                        self._texts[pos] = text
+            self._take(store, written)
         return len(rows)
 
     def _embed(self, texts: list[str]) -> np.ndarray | None:
