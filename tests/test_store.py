@@ -376,3 +376,111 @@ def test_reads_need_no_transaction_and_may_not_write(store):
     with pytest.raises(RuntimeError, match="read-only store session"), store._session() as session:
         session.add(Delivery(source="zendesk", delivery_id="x", kind="evaluate_ticket", subject="7"))
     assert store.get_delivery("zendesk", "x") is None
+
+
+# -- the job's connection and the Core reads ------------------------------------------------------
+
+
+def _checkouts(store: Store) -> list[int]:
+    """A counter of connections taken from the store's pool."""
+    from sqlalchemy import event
+
+    taken = [0]
+
+    @event.listens_for(store.engine.pool, "checkout")
+    def _taken(*_args):
+        taken[0] += 1
+
+    return taken
+
+
+def test_a_job_takes_one_connection_for_its_reads_and_one_statement_writes(store):
+    taken = _checkouts(store)
+    store.record_assessment(TICKET, DECISION, ruleset_version="v1")
+    store.latest_assessment(TICKET)
+    outside = taken[0]
+    assert outside == 2  # one a verb, without a job's connection
+
+    taken[0] = 0
+    with store.pinned():
+        assert store.start_delivery("zendesk", "job-1", kind="evaluate_ticket", subject="42")
+        store.record_assessment(TICKET, DECISION, ruleset_version="v2", delivery=("zendesk", "job-1"))
+        assert store.assessment_stamp(TICKET).ruleset_version == "v2"
+        store.record_action("zendesk", "assessment_note", "42")
+        assert [a.action for a in store.actions(subject="42")] == ["assessment_note"]
+        store.finish_delivery("zendesk", "job-1", DeliveryStatus.PROCESSED)
+        pinned = taken[0]
+        # A block that reads then writes keeps its own connection and transaction.
+        _, created = store.get_or_create_escalation(TICKET, "engineering")
+        assert created and taken[0] == pinned + 1
+    if store.engine.dialect.name == "postgresql":
+        assert pinned == 1
+    else:  # SQLite: a held connection would keep its read snapshot, so every verb takes its own
+        assert pinned == 6
+    assert store.get_delivery("zendesk", "job-1").status is DeliveryStatus.PROCESSED  # committed
+    assert store.latest_assessment(TICKET).ruleset_version == "v2"
+
+
+def test_a_failed_statement_leaves_the_job_connection_usable(store):
+    with store.pinned():
+        store.record_assessment(TICKET, DECISION, ruleset_version="v1")
+        with pytest.raises(IntegrityError):  # no such escalation: the foreign key refuses it
+            store.record_action("jira", "create_issue", "ENG-1", escalation_id=999)
+        store.record_action("jira", "create_issue", "ENG-2")
+        assert store.latest_assessment(TICKET).ruleset_version == "v1"
+    assert [a.subject for a in store.actions()] == ["ENG-2"]
+
+
+def test_the_stamp_of_an_assessment_carries_its_verdict_not_its_decision(store):
+    assert store.assessment_stamp(TICKET) is None
+    store.record_assessment(TICKET, {**DECISION, "verdict": "old"}, ruleset_version="r1")
+    kept = store.record_assessment(
+        TICKET, {**DECISION, "verdict": "Escalate to engineering"}, ruleset_version="r2", trace={"d": "x"}
+    )
+    assert kept == store.latest_assessment(TICKET)  # what the write returns is what a read finds
+    stamp = store.assessment_stamp(TICKET)
+    assert (stamp.id, stamp.assessed_at, stamp.ruleset_version) == (kept.id, kept.assessed_at, "r2")
+    assert (stamp.trace, stamp.verdict) == ({"d": "x"}, "Escalate to engineering")
+    store.record_assessment(TicketRef.zendesk(43), {"escalate": False}, ruleset_version="r1")
+    assert store.assessment_stamp(TicketRef.zendesk(43)).verdict is None  # a decision without one
+
+
+def test_escalations_of_tickets_come_with_all_their_tickets_oldest_first(store):
+    a, b, c, d = (TicketRef.zendesk(n) for n in (1, 2, 3, 4))
+    jsm = TicketRef.of("jsm", "SUP-1")
+    first, _ = store.get_or_create_escalation(a, "engineering")
+    with store.lock_escalation(first.id) as lock:
+        lock.link_ticket(b)
+        lock.link_ticket(jsm)
+    second, _ = store.get_or_create_escalation(b, "product")
+    store.transition_escalation(second.id, EscalationState.DISMISSED)
+    store.get_or_create_escalation(d, "engineering")  # not asked about
+
+    found = store.escalations_of_tickets([b, jsm, c, a])
+    assert set(found) == {a, b, jsm}  # c is under none
+    assert [e.id for e in found[b]] == [first.id, second.id]
+    assert found[b][0].tickets == (a, b, jsm)  # linked order, every ticket, whichever were asked
+    assert found[b][1].state is EscalationState.DISMISSED and found[b][1].tickets == (b,)
+    assert found[a] == [found[b][0]] == found[jsm]
+    assert found[a][0] == store.escalation(first.id)  # the same record the ORM read builds
+    assert store.escalations_of_tickets([]) == {}
+
+
+def test_symptom_changes_read_the_highest_id_and_the_rows_written_since(store):
+    from datetime import datetime, timedelta
+
+    from worker.store.followup import SymptomEntry
+
+    def entry(ticket_id: str) -> SymptomEntry:
+        return SymptomEntry("zendesk", ticket_id, "CSV export fails", "", "h" + ticket_id, "m", None)
+
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    assert store.symptom_changes(before) == (0, [])
+    first = store.upsert_symptoms([entry("1"), entry("2")])
+    middle = max(r.indexed_at for r in first)
+    third = store.upsert_symptoms([entry("3")])
+    highest, stamps = store.symptom_changes(before)
+    assert highest == third[0].id == max(r.id for r in first + third)
+    assert sorted(stamps) == [(r.id, r.indexed_at) for r in first + third]
+    assert all(at.tzinfo is UTC for _, at in stamps)
+    assert store.symptom_changes(middle) == (highest, [(third[0].id, third[0].indexed_at)])

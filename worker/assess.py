@@ -15,10 +15,11 @@ from rules.ruleset import Destination
 from worker import rollup, symptom_index  # issue 6: symptom index, one problem one issue
 from worker.handoff import hand_off
 from worker.jobs import JobContext
+from worker.metrics import count_decision
 from worker.runtime import runtime_for
 from worker.store import (
     ActionRecord,
-    AssessmentRecord,
+    AssessmentStamp,
     EscalationDraft,
     EscalationRecord,
     EscalationState,
@@ -74,7 +75,7 @@ def still_current(
     updated_at: Any,
     ruleset_version: str,
     delivery: str | None,
-) -> AssessmentRecord | None:
+) -> AssessmentStamp | None:
     """The latest assessment when it judged this very version of the ticket, under these rules, recently,
     for another delivery: a repeated or echoed event (our own note and tags update the ticket too) needs
     no second judgement. A retry of the delivery that made it is never skipped: that job may have failed
@@ -82,7 +83,7 @@ def still_current(
     window = reassess_after()
     if not updated_at or window <= 0:
         return None
-    last = ctx.store.latest_assessment(ref)
+    last = ctx.store.assessment_stamp(ref)
     if last is None or last.ruleset_version != ruleset_version or not isinstance(last.trace, dict):
         return None
     if last.trace.get("delivery") == delivery:
@@ -94,7 +95,7 @@ def still_current(
     return last
 
 
-def _our_echo(updated_at: Any, last: AssessmentRecord, ctx: JobContext, ref: TicketRef) -> bool:
+def _our_echo(updated_at: Any, last: AssessmentStamp, ctx: JobContext, ref: TicketRef) -> bool:
     """Whether the ticket's only change since ``last`` is the note that assessment's job wrote."""
     note = last_note(ctx, ref)
     if note is None or note.at < last.assessed_at:
@@ -124,7 +125,7 @@ def assess_ticket(
         version = rt.rules.version
         last = None if force else still_current(ctx, ref, updated_at, version, seen["delivery"])
         if last is not None:
-            return {"ticket_id": ref.id, "verdict": last.decision.get("verdict"), "unchanged": True}
+            return {"ticket_id": ref.id, "verdict": last.verdict, "unchanged": True}
     case = desk.case(symptom_index.case_bundle(ctx, ref, ticket=raw))  # the ticket just read is reused
     decision = evaluate(case, rt.rules, rt.matcher).to_dict()
     record = ctx.store.record_assessment(
@@ -135,6 +136,7 @@ def assess_ticket(
         trace=seen,
         delivery=delivery,
     )
+    count_decision(record)
     noted = tell_agent(ctx, ref, decision, known_tags=case.ticket.tags)
     outcome: dict[str, Any] = {"ticket_id": ref.id, "verdict": decision["verdict"], "noted": noted}
     placed = rollup.place(ctx, ref, decision, case.ticket)  # joins its symptom's; regressions

@@ -84,6 +84,11 @@ def classify(exc: BaseException) -> str:
 
 @observe_job  # issue 7: metrics and log context for every run, inline or in RQ
 def execute(event: Mapping[str, Any], ctx: JobContext) -> Outcome:
+    with ctx.store.pinned():  # one database connection for the job's reads and one-statement writes
+        return _execute(event, ctx)
+
+
+def _execute(event: Mapping[str, Any], ctx: JobContext) -> Outcome:
     try:
         inbound = InboundEvent.from_dict(event)
     except (KeyError, TypeError, ValueError) as exc:

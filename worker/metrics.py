@@ -48,12 +48,11 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import event
 
 from connector import metrics as connector_metrics  # first: sets up multi-process mode when configured
 from connector.http.webhook_common import OUTCOME_ATTR
 from worker import logging_setup
-from worker.store.models import Assessment
+from worker.store import AssessmentRecord
 
 log = logging.getLogger(__name__)
 
@@ -206,11 +205,10 @@ def _job_fields(event: Any) -> dict[str, Any]:
 # -- decisions ----------------------------------------------------------------------------------
 
 
-@event.listens_for(Assessment, "after_insert")
-def _count_decision(mapper: Any, connection: Any, target: Assessment) -> None:
-    """Every assessment the store keeps is one decision (worker/assess.py records each one)."""
+def count_decision(record: AssessmentRecord) -> None:
+    """One decision the rules made, counted once the store has kept it (worker/assess.py)."""
     DECISIONS.labels(
-        "true" if target.escalate else "false", target.destination or "none", target.severity or "none"
+        "true" if record.escalate else "false", record.destination or "none", record.severity or "none"
     ).inc()
 
 

@@ -271,22 +271,25 @@ class SymptomIndex:
         or restored (its highest id is below one this copy has seen)."""
         now = now or datetime.now(UTC)
         with self._lock:
+            started = datetime.now(UTC)
             # A forked job process keeps its parent's copy and reads only what changed: a full reload
             # there would cost every job the whole load.
             own = self._loaded_by == os.getpid()
             stale = self._loaded_at is None or (own and now - self._loaded_at > FULL_RELOAD_EVERY)
-            if not stale and self._n and store.symptom_max_id() < int(self._row_ids[: self._n].max()):
-                stale = True
+            stamps = None
+            if not stale and self._synced_from is not None:
+                highest, stamps = store.symptom_changes(self._synced_from)
+                stale = bool(self._n) and highest < int(self._row_ids[: self._n].max())
             if stale:
                 self._clear()
                 self._loaded_at, self._loaded_by = now, os.getpid()
                 expected = store.count_symptoms()
                 self._grow(expected + expected // 8)  # room for a few days of new tickets
-            started = datetime.now(UTC)
             if self._synced_from is None:
                 total = self._load(store)
             else:
-                total = self._catch_up(store, self._synced_from)
+                assert stamps is not None  # a copy that has synced is either stale (cleared) or read them
+                total = self._catch_up(stamps, store)
             # Next time, read from a little before this sync began: a row stamped earlier whose
             # transaction committed after this read is not missed.
             self._synced_from = started - SYNC_OVERLAP
@@ -307,13 +310,13 @@ class SymptomIndex:
                 break
         return total
 
-    def _catch_up(self, store: Store, since: datetime) -> int:
-        """The rows written since ``since`` that this copy does not hold as written. The overlap makes
-        each sync see the last seconds' rows again, most of them already here (this process wrote them,
-        or read them last time): their stamps are read first, and only the rest in full."""
+    def _catch_up(self, stamps: Sequence[tuple[int, datetime]], store: Store) -> int:
+        """The rows among ``stamps`` (id, when written: those written since the last sync) that this copy
+        does not hold as written. The overlap makes each sync see the last seconds' rows again, most of
+        them already here (this process wrote them, or read them last time): only the rest are read."""
         wanted = [
             row_id
-            for row_id, written in store.symptom_stamps_since(since)
+            for row_id, written in stamps
             if (pos := self._pos.get(row_id)) is None or self._written[pos] != written.timestamp()
         ]
         total = 0

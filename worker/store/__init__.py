@@ -12,7 +12,14 @@ from worker.store.lifecycle import (
     EscalationState,
     InvalidTransition,
 )
-from worker.store.records import ActionRecord, AssessmentRecord, DeliveryRecord, EscalationRecord, TicketRef
+from worker.store.records import (
+    ActionRecord,
+    AssessmentRecord,
+    AssessmentStamp,
+    DeliveryRecord,
+    EscalationRecord,
+    TicketRef,
+)
 from worker.store.store import Store
 
 __all__ = [
@@ -20,6 +27,7 @@ __all__ = [
     "TERMINAL_STATES",
     "ActionRecord",
     "AssessmentRecord",
+    "AssessmentStamp",
     "DeliveryRecord",
     "DeliveryStatus",
     "EscalationDraft",

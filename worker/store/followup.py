@@ -14,26 +14,50 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from worker.store.engine import upsert_insert
 from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
+from worker.store.lifecycle import EscalationState
 from worker.store.models import AuditEntry, Escalation, EscalationTicket, utcnow
 from worker.store.records import ActionRecord, EscalationRecord, TicketRef
 
+# Tables read on every assessment, for Core statements: rows, not ORM objects with their bookkeeping.
+_SYMPTOMS = SymptomRow.__table__
+_TRACKING = EscalationTracking.__table__
+_AUDIT = AuditEntry.__table__
+_ESCALATIONS = Escalation.__table__
+_LINKS = EscalationTicket.__table__
 # Columns a process needs to keep its in-memory matrix in sync (no text: that is fetched per match).
-_SYNC_COLUMNS = (
-    SymptomRow.id,
-    SymptomRow.source,
-    SymptomRow.ticket_id,
-    SymptomRow.organization_id,
-    SymptomRow.created_at,
-    SymptomRow.updated_at,
-    SymptomRow.indexed_at,
-    SymptomRow.text_hash,
-    SymptomRow.matcher,
-    SymptomRow.embedding,
+_SYNC_COLUMNS = tuple(
+    _SYMPTOMS.c[name]
+    for name in (
+        "id",
+        "source",
+        "ticket_id",
+        "organization_id",
+        "created_at",
+        "updated_at",
+        "indexed_at",
+        "text_hash",
+        "matcher",
+        "embedding",
+    )
 )
 _UPSERT_BATCH = 500
 
@@ -112,7 +136,7 @@ _TRACKING_FIELDS = frozenset(
 )
 
 
-def _full(row: SymptomRow) -> SymptomRecord:
+def _full(row: SymptomRow | Row[Any]) -> SymptomRecord:
     return SymptomRecord(
         id=row.id,
         source=row.source,
@@ -133,7 +157,7 @@ def _full(row: SymptomRow) -> SymptomRecord:
     )
 
 
-def _tracking(row: EscalationTracking | None, escalation_id: int) -> TrackingRecord:
+def _tracking(row: EscalationTracking | Row[Any] | None, escalation_id: int) -> TrackingRecord:
     if row is None:
         return TrackingRecord(escalation_id)
     return TrackingRecord(
@@ -150,9 +174,14 @@ def _tracking(row: EscalationTracking | None, escalation_id: int) -> TrackingRec
 
 
 class FollowupVerbs:
-    """The issue-6 half of the Store (mixed into it); needs ``_session(write=...)``."""
+    """The issue-6 half of the Store (mixed into it); needs ``engine``, ``_session`` and ``_connect``."""
+
+    engine: Engine
 
     def _session(self, *, write: bool = False, single: bool = False) -> AbstractContextManager[Session]:
+        raise NotImplementedError
+
+    def _connect(self, *, write: bool = False) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
     # -- the symptom index --------------------------------------------------------------------
@@ -164,11 +193,13 @@ class FollowupVerbs:
             return []
         now = utcnow()
         written: list[SymptomRecord] = []
-        with self._session(write=True, single=len(entries) <= _UPSERT_BATCH) as session:
-            dialect = session.get_bind().dialect.name
+        dialect = self.engine.dialect.name
+        # One statement needs no transaction around it (the job's connection); several batches share one.
+        block = self._connect(write=True) if len(entries) <= _UPSERT_BATCH else self._session(write=True)
+        with block as connection:
             for start in range(0, len(entries), _UPSERT_BATCH):
                 values = [_values(e, now) for e in entries[start : start + _UPSERT_BATCH]]
-                result = session.execute(_symptom_upsert(dialect, tuple(values[0])), values)
+                result = connection.execute(_symptom_upsert(dialect, tuple(values[0])), values)
                 written += [SymptomRecord(*row) for row in result]
         return written
 
@@ -179,49 +210,53 @@ class FollowupVerbs:
 
         With ``after_id`` the position is (``indexed_after``, ``after_id``): rows written at that same
         instant with a higher id come too, which is how a long read continues page by page."""
-        with self._session() as session:
-            query = select(*_SYNC_COLUMNS).order_by(SymptomRow.indexed_at, SymptomRow.id)
-            if indexed_after is not None and after_id is None:
-                query = query.where(SymptomRow.indexed_at > indexed_after)
-            elif indexed_after is not None:
-                query = query.where(
-                    or_(
-                        SymptomRow.indexed_at > indexed_after,
-                        and_(SymptomRow.indexed_at == indexed_after, SymptomRow.id > after_id),
-                    )
-                )
-            if limit is not None:
-                query = query.limit(limit)
-            return [SymptomRecord(*row) for row in session.execute(query)]
+        c = _SYMPTOMS.c
+        query = select(*_SYNC_COLUMNS).order_by(c.indexed_at, c.id)
+        if indexed_after is not None and after_id is None:
+            query = query.where(c.indexed_at > indexed_after)
+        elif indexed_after is not None:
+            query = query.where(
+                or_(c.indexed_at > indexed_after, and_(c.indexed_at == indexed_after, c.id > after_id))
+            )
+        if limit is not None:
+            query = query.limit(limit)
+        with self._connect() as connection:
+            return [SymptomRecord(*row) for row in connection.execute(query)]
 
-    def symptom_stamps_since(self, indexed_after: datetime) -> list[tuple[int, datetime]]:
-        """(id, indexed_at) of the rows written after ``indexed_after``: what a copy checks before it
-        reads rows in full."""
-        with self._session() as session:
-            query = select(SymptomRow.id, SymptomRow.indexed_at).where(SymptomRow.indexed_at > indexed_after)
-            return [(row_id, at) for row_id, at in session.execute(query)]
+    def symptom_changes(self, indexed_after: datetime) -> tuple[int, list[tuple[int, datetime]]]:
+        """The highest row id (a copy that has seen a higher one is looking at a database since reset) and
+        (id, indexed_at) of the rows written after ``indexed_after`` (what a copy checks before it reads
+        rows in full): what a copy reads on every sync, in one round trip."""
+        c = _SYMPTOMS.c
+        highest = select(literal(0), func.max(c.id), null())
+        stamps = select(literal(1), c.id, c.indexed_at).where(c.indexed_at > indexed_after)
+        top, found = 0, []
+        with self._connect() as connection:
+            # The stamps first: a UNION's columns take their types from its first SELECT.
+            for kind, row_id, at in connection.execute(union_all(stamps, highest)):
+                if kind == 0:
+                    top = int(row_id or 0)
+                else:
+                    found.append((row_id, at))
+        return top, found
 
     def symptom_sync_rows(self, ids: Sequence[int]) -> list[SymptomRecord]:
         """Rows by id as ``symptom_rows_since`` reads them (without their text), in write order."""
         if not ids:
             return []
-        with self._session() as session:
-            query = (
-                select(*_SYNC_COLUMNS)
-                .where(SymptomRow.id.in_(list(ids)))
-                .order_by(SymptomRow.indexed_at, SymptomRow.id)
-            )
-            return [SymptomRecord(*row) for row in session.execute(query)]
+        c = _SYMPTOMS.c
+        query = select(*_SYNC_COLUMNS).where(c.id.in_(list(ids))).order_by(c.indexed_at, c.id)
+        with self._connect() as connection:
+            return [SymptomRecord(*row) for row in connection.execute(query)]
 
     def symptom_rows(self, ids: Iterable[int]) -> list[SymptomRecord]:
         """Full rows by id, in the order given; ids no longer stored are skipped."""
         wanted = list(dict.fromkeys(int(i) for i in ids))
         if not wanted:
             return []
-        with self._session() as session:
-            found = {
-                r.id: _full(r) for r in session.scalars(select(SymptomRow).where(SymptomRow.id.in_(wanted)))
-            }
+        with self._connect() as connection:
+            rows = connection.execute(select(_SYMPTOMS).where(_SYMPTOMS.c.id.in_(wanted)))
+            found = {r.id: _full(r) for r in rows}
         return [found[i] for i in wanted if i in found]
 
     def symptom_row(self, ticket: TicketRef) -> SymptomRecord | None:
@@ -233,23 +268,17 @@ class FollowupVerbs:
             ).one_or_none()
             return _full(row) if row is not None else None
 
-    def symptom_max_id(self) -> int:
-        """The highest row id: a copy that has seen a higher one is looking at a database since reset."""
-        with self._session() as session:
-            return int(session.scalar(select(func.max(SymptomRow.id))) or 0)
-
     def symptom_rows_for(self, tickets: Iterable[TicketRef]) -> dict[TicketRef, SymptomRecord]:
         """Full rows of the given tickets that are indexed, in one query per helpdesk."""
         by_source: dict[str, set[str]] = {}
         for t in tickets:
             by_source.setdefault(t.source, set()).add(t.id)
         found: dict[TicketRef, SymptomRecord] = {}
-        with self._session() as session:
+        c = _SYMPTOMS.c
+        with self._connect() as connection:
             for source, ids in by_source.items():
-                query = select(SymptomRow).where(
-                    SymptomRow.source == source, SymptomRow.ticket_id.in_(sorted(ids))
-                )
-                for row in session.scalars(query):
+                query = select(_SYMPTOMS).where(c.source == source, c.ticket_id.in_(sorted(ids)))
+                for row in connection.execute(query):
                     found[TicketRef(row.source, row.ticket_id)] = _full(row)
         return found
 
@@ -298,28 +327,30 @@ class FollowupVerbs:
         by_source: dict[str, set[str]] = {}
         for t in tickets:
             by_source.setdefault(t.source, set()).add(t.id)
+        if not by_source:
+            return {}
+        wanted = {TicketRef(source, i) for source, ids in by_source.items() for i in ids}
+        under = or_(
+            *(
+                and_(_LINKS.c.ticket_source == source, _LINKS.c.ticket_id.in_(sorted(ids)))
+                for source, ids in by_source.items()
+            )
+        )
+        with self._connect() as connection:
+            records = _escalation_records(connection, select(_LINKS.c.escalation_id).where(under))
         found: dict[TicketRef, list[EscalationRecord]] = {}
-        records: dict[int, EscalationRecord] = {}  # one grouped escalation is under many of the tickets
-        with self._session() as session:
-            for source, ids in by_source.items():
-                query = (
-                    select(EscalationTicket.ticket_id, Escalation)
-                    .join(Escalation, EscalationTicket.escalation_id == Escalation.id)
-                    .where(
-                        EscalationTicket.ticket_source == source, EscalationTicket.ticket_id.in_(sorted(ids))
-                    )
-                    .order_by(Escalation.id)
-                )
-                for ticket_id, row in session.execute(query):
-                    record = records.get(row.id) or records.setdefault(row.id, EscalationRecord.of(row))
-                    found.setdefault(TicketRef(source, ticket_id), []).append(record)
+        for record in records.values():  # oldest first
+            for ref in record.tickets:
+                if ref in wanted:
+                    found.setdefault(ref, []).append(record)
         return found
 
     # -- tracking -----------------------------------------------------------------------------
 
     def tracking(self, escalation_id: int) -> TrackingRecord:
-        with self._session() as session:
-            return _tracking(session.get(EscalationTracking, escalation_id), escalation_id)
+        query = select(_TRACKING).where(_TRACKING.c.escalation_id == escalation_id)
+        with self._connect() as connection:
+            return _tracking(connection.execute(query).one_or_none(), escalation_id)
 
     def update_tracking(self, escalation_id: int, **changes: Any) -> TrackingRecord:
         """Set some of an escalation's tracking fields (the row is made on first use)."""
@@ -364,20 +395,13 @@ class FollowupVerbs:
         limit: int = 1000,
     ) -> list[ActionRecord]:
         """Audited actions of the given kinds, newest first: what a retried job asks before acting."""
-        with self._session() as session:
-            query = (
-                select(AuditEntry)
-                .where(AuditEntry.action.in_(list(actions)))
-                .order_by(AuditEntry.id.desc())
-                .limit(limit)
-            )
-            if escalation_id is not None:
-                query = query.where(AuditEntry.escalation_id == escalation_id)
-            if subject is not None:
-                query = query.where(AuditEntry.subject == subject)
-            if target is not None:
-                query = query.where(AuditEntry.target == target)
-            return [ActionRecord.of(row) for row in session.scalars(query)]
+        c = _AUDIT.c
+        query = select(_AUDIT).where(c.action.in_(list(actions))).order_by(c.id.desc()).limit(limit)
+        for column, value in ((c.escalation_id, escalation_id), (c.subject, subject), (c.target, target)):
+            if value is not None:
+                query = query.where(column == value)
+        with self._connect() as connection:
+            return [ActionRecord.of(row) for row in connection.execute(query)]
 
     def ledger_has(
         self, action: str, subject: str, *, escalation_id: int | None = None, target: str | None = None
@@ -387,11 +411,43 @@ class FollowupVerbs:
         )
 
 
+def _escalation_records(connection: Connection, ids: Select[Any]) -> dict[int, EscalationRecord]:
+    """The escalations whose id ``ids`` selects, oldest first, each with its tickets (oldest link first,
+    as the ORM relationship orders them): one Core read, one row per ticket."""
+    query = (
+        select(_ESCALATIONS, _LINKS.c.ticket_source, _LINKS.c.ticket_id)
+        .join(_LINKS, _LINKS.c.escalation_id == _ESCALATIONS.c.id)
+        .where(_ESCALATIONS.c.id.in_(ids.scalar_subquery()))
+        .order_by(_ESCALATIONS.c.id, _LINKS.c.id)
+    )
+    rows: dict[int, Row[Any]] = {}
+    tickets: dict[int, list[TicketRef]] = {}
+    for row in connection.execute(query):
+        rows.setdefault(row.id, row)
+        tickets.setdefault(row.id, []).append(TicketRef(row.ticket_source, row.ticket_id))
+    return {
+        escalation_id: EscalationRecord(
+            row.id,
+            row.destination,
+            EscalationState(row.state),
+            row.severity,
+            row.jira_key,
+            row.assessment_id,
+            row.reason,
+            tuple(tickets[escalation_id]),
+            row.created_at,
+            row.updated_at,
+            row.state_changed_at,
+        )
+        for escalation_id, row in rows.items()
+    }
+
+
 @functools.cache
 def _symptom_upsert(dialect: str, keys: tuple[str, ...]) -> Any:
     """INSERT ... ON CONFLICT DO UPDATE ... RETURNING for the index, built once: the rows go as
     parameters, so the statement and its compiled form are the same for every write."""
-    stmt = upsert_insert(dialect)(SymptomRow)
+    stmt = upsert_insert(dialect)(_SYMPTOMS)
     updated = {k: stmt.excluded[k] for k in keys if k not in ("source", "ticket_id")}
     stmt = stmt.on_conflict_do_update(index_elements=["source", "ticket_id"], set_=updated)
     return stmt.returning(*_SYNC_COLUMNS)

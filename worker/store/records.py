@@ -89,6 +89,17 @@ class AssessmentRecord:
 
 
 @dataclass(frozen=True)
+class AssessmentStamp:
+    """What tells whether an assessment still holds, without its decision and package: the verdict."""
+
+    id: int
+    assessed_at: datetime
+    ruleset_version: str
+    trace: Any
+    verdict: str | None
+
+
+@dataclass(frozen=True)
 class EscalationRecord:
     id: int
     destination: str

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Engine, event, select, text, update
+from sqlalchemy import Connection, Engine, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,32 +21,49 @@ from worker.store.escalations import EscalationVerbs
 from worker.store.followup import FollowupVerbs  # issue 6: symptom index, tracking, ledger
 from worker.store.lifecycle import DeliveryStatus
 from worker.store.models import Assessment, AuditEntry, Delivery, utcnow
-from worker.store.records import ActionRecord, AssessmentRecord, DeliveryRecord, TicketRef
+from worker.store.records import (
+    ActionRecord,
+    AssessmentRecord,
+    AssessmentStamp,
+    DeliveryRecord,
+    TicketRef,
+)
+
+# The tables behind the hottest verbs, for Core statements: rows, not ORM objects (a job makes a dozen).
+_DELIVERIES = Delivery.__table__
+_ASSESSMENTS = Assessment.__table__
+_AUDIT = AuditEntry.__table__
 
 
 def _refuse_writes(session: Session, *_args: Any) -> None:
     raise RuntimeError("a read-only store session tried to write: use _session(write=True)")
 
 
+class _ReadSession(Session):
+    """A session that refuses to flush: the reads, which PostgreSQL runs without a transaction."""
+
+
+event.listen(_ReadSession, "before_flush", _refuse_writes)
+
+
 class Store(EscalationVerbs, FollowupVerbs):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._reads = self._sessions
+        self._reads: sessionmaker[Session] = self._sessions
         self._single_writes = self._sessions
+        self._autocommit: Engine | None = None
+        # The connection a job holds for its reads and one-statement writes (``pinned``), per thread.
+        self._pinned: ContextVar[Connection | None] = ContextVar(f"escalate_store_{id(self)}", default=None)
         if engine.dialect.name == "postgresql":
             # Reads without BEGIN and COMMIT: under READ COMMITTED every statement takes its own snapshot
             # even inside a transaction, so autocommit changes nothing a read sees, and saves two of its
             # three round trips (an assessment makes some thirty reads). SQLite's BEGIN costs no round trip.
-            self._reads = sessionmaker(
-                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-            )
-            event.listen(self._reads, "before_flush", _refuse_writes)
+            self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._reads = sessionmaker(self._autocommit, class_=_ReadSession, expire_on_commit=False)
             # A write that is one statement (an INSERT, an upsert, an UPDATE by key) is atomic without
             # a transaction around it: one round trip instead of three.
-            self._single_writes = sessionmaker(
-                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-            )
+            self._single_writes = sessionmaker(self._autocommit, expire_on_commit=False)
 
     @classmethod
     def from_url(cls, url: str, **engine_kwargs: Any) -> Store:
@@ -62,12 +80,56 @@ class Store(EscalationVerbs, FollowupVerbs):
         ``single``: the block is exactly one writing statement (one flush of one row, one upsert, one
         UPDATE by key), which PostgreSQL runs without BEGIN and COMMIT. Never for read-then-write.
         """
+        pinned = self._pinned.get()
+        if pinned is not None and (single or not write):
+            kind = Session if write else _ReadSession
+            with kind(bind=pinned, expire_on_commit=False) as session, session.begin():
+                yield session
+            return
         if not write:
             with self._reads.begin() as session:
                 yield session
             return
         with immediate(), (self._single_writes if single else self._sessions).begin() as session:
             yield session
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within this block (a job), this thread's reads and one-statement writes share one connection.
+
+        On PostgreSQL that is one pool checkout and one liveness ping for the whole job instead of one
+        for each of its dozen-odd statements. The connection runs in autocommit, so holding it across the
+        job's Zendesk and Jira calls holds no transaction and no lock. Blocks that read then write still
+        take a connection of their own, with their own transaction. SQLite keeps one connection per
+        verb: a connection held there would keep its read snapshot.
+        """
+        if self._autocommit is None or self._pinned.get() is not None:
+            yield
+            return
+        with self._autocommit.connect() as connection:
+            token = self._pinned.set(connection)
+            try:
+                yield
+            finally:
+                self._pinned.reset(token)
+
+    @contextmanager
+    def _connect(self, *, write: bool = False) -> Iterator[Connection]:
+        """A connection for one Core statement, a read or a one-statement write, without the ORM's
+        unit of work: the job's pinned connection, else one from the pool (autocommit on PostgreSQL;
+        on SQLite a transaction, which a write begins IMMEDIATE)."""
+        pinned = self._pinned.get()
+        if pinned is not None:
+            yield pinned
+        elif self._autocommit is not None:
+            with self._autocommit.connect() as connection:
+                yield connection
+        elif write:
+            with immediate(), self.engine.begin() as connection:
+                yield connection
+        else:
+            with self.engine.connect() as connection:
+                yield connection
 
     # -- the database itself ------------------------------------------------------------------
 
@@ -129,8 +191,8 @@ class Store(EscalationVerbs, FollowupVerbs):
             set_={"status": processing, "attempts": Delivery.attempts + 1, "error": None},
             where=Delivery.status != DeliveryStatus.PROCESSED,
         ).returning(Delivery.id)
-        with self._session(write=True, single=True) as session:
-            return session.execute(stmt).first() is not None
+        with self._connect(write=True) as connection:
+            return connection.execute(stmt).first() is not None
 
     def finish_delivery(
         self, source: str, delivery_id: str, status: DeliveryStatus, *, error: str | None = None
@@ -139,13 +201,12 @@ class Store(EscalationVerbs, FollowupVerbs):
         if values["status"] is DeliveryStatus.PROCESSED:
             values["processed_at"] = utcnow()
         stmt = (
-            update(Delivery)
-            .where(Delivery.source == source, Delivery.delivery_id == delivery_id)
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.source == source, _DELIVERIES.c.delivery_id == delivery_id)
             .values(**values)
-            .execution_options(synchronize_session=False)
         )
-        with self._session(write=True, single=True) as session:
-            session.execute(stmt)
+        with self._connect(write=True) as connection:
+            connection.execute(stmt)
 
     def forget_delivery(self, source: str, delivery_id: str) -> None:
         """Remove a delivery that was recorded but could not be queued, so the sender's retry counts."""
@@ -173,42 +234,69 @@ class Store(EscalationVerbs, FollowupVerbs):
     ) -> AssessmentRecord:
         """Keep one evaluation of a ticket. ``decision`` is the Decision JSON (DESIGN.md); the columns
         copied out of it are there for queries, the JSON stays the truth."""
-        with self._session(write=True, single=True) as session:
-            row = Assessment(
-                ticket_source=ticket.source,
-                ticket_id=ticket.id,
-                escalate=bool(decision.get("escalate")),
-                destination=decision.get("destination"),
-                severity=decision.get("severity"),
-                decision=dict(decision),
-                trace=trace,
-                ruleset_version=ruleset_version,
-                matcher=matcher,
+        values: dict[str, Any] = {
+            "ticket_source": ticket.source,
+            "ticket_id": ticket.id,
+            "escalate": bool(decision.get("escalate")),
+            "destination": decision.get("destination"),
+            "severity": decision.get("severity"),
+            "decision": dict(decision),
+            "trace": trace,
+            "ruleset_version": ruleset_version,
+            "matcher": matcher,
+        }
+        if delivery is not None:  # looked up by the INSERT itself: one statement
+            values["delivery_ref"] = (
+                select(_DELIVERIES.c.id)
+                .where(_DELIVERIES.c.source == delivery[0], _DELIVERIES.c.delivery_id == delivery[1])
+                .scalar_subquery()
             )
-            if delivery is not None:  # looked up by the INSERT itself: one statement
-                row.delivery_ref = (  # type: ignore[assignment]
-                    select(Delivery.id)
-                    .where(Delivery.source == delivery[0], Delivery.delivery_id == delivery[1])
-                    .scalar_subquery()
-                )
-            session.add(row)
-            session.flush()
-            return AssessmentRecord.of(row)
+        # Not the whole row back: the decision is what was just sent, and reading it again costs a parse.
+        stmt = insert(_ASSESSMENTS).values(values).returning(_ASSESSMENTS.c.id, _ASSESSMENTS.c.assessed_at)
+        with self._connect(write=True) as connection:
+            row_id, assessed_at = connection.execute(stmt).one()
+        return AssessmentRecord(
+            row_id,
+            ticket,
+            assessed_at,
+            values["escalate"],
+            values["destination"],
+            values["severity"],
+            values["decision"],
+            trace,
+            ruleset_version,
+            matcher,
+        )
 
     def latest_assessment(self, ticket: TicketRef) -> AssessmentRecord | None:
         found = self.assessments(ticket, limit=1)
         return found[0] if found else None
 
+    def assessment_stamp(self, ticket: TicketRef) -> AssessmentStamp | None:
+        """The ticket's latest assessment, without its decision but for the verdict: what a repeated
+        event checks before judging again (a decision with its package is many kilobytes of JSON)."""
+        c = _ASSESSMENTS.c
+        query = (
+            select(c.id, c.assessed_at, c.ruleset_version, c.trace, c.decision["verdict"].as_string())
+            .where(c.ticket_source == ticket.source, c.ticket_id == ticket.id)
+            .order_by(c.assessed_at.desc(), c.id.desc())
+            .limit(1)
+        )
+        with self._connect() as connection:
+            row = connection.execute(query).first()
+        return AssessmentStamp(*row) if row is not None else None
+
     def assessments(self, ticket: TicketRef, *, limit: int = 20) -> list[AssessmentRecord]:
         """The ticket's assessments, newest first."""
-        with self._session() as session:
-            query = (
-                select(Assessment)
-                .where(Assessment.ticket_source == ticket.source, Assessment.ticket_id == ticket.id)
-                .order_by(Assessment.assessed_at.desc(), Assessment.id.desc())
-                .limit(limit)
-            )
-            return [AssessmentRecord.of(row) for row in session.scalars(query)]
+        table = _ASSESSMENTS
+        query = (
+            select(table)
+            .where(table.c.ticket_source == ticket.source, table.c.ticket_id == ticket.id)
+            .order_by(table.c.assessed_at.desc(), table.c.id.desc())
+            .limit(limit)
+        )
+        with self._connect() as connection:
+            return [AssessmentRecord.of(row) for row in connection.execute(query)]
 
     # -- audit log ----------------------------------------------------------------------------
 
@@ -226,8 +314,9 @@ class Store(EscalationVerbs, FollowupVerbs):
         error: str | None = None,
     ) -> ActionRecord:
         """Audit one action on Zendesk or Jira (``target``), e.g. ``add_internal_note`` on ticket 42."""
-        with self._session(write=True, single=True) as session:
-            row = AuditEntry(
+        stmt = (
+            insert(_AUDIT)
+            .values(
                 target=target,
                 action=action,
                 subject=subject,
@@ -238,9 +327,10 @@ class Store(EscalationVerbs, FollowupVerbs):
                 detail=dict(detail) if detail is not None else None,
                 error=error,
             )
-            session.add(row)
-            session.flush()
-            return ActionRecord.of(row)
+            .returning(*_AUDIT.c)
+        )
+        with self._connect(write=True) as connection:
+            return ActionRecord.of(connection.execute(stmt).one())
 
     def actions(
         self,
@@ -254,20 +344,19 @@ class Store(EscalationVerbs, FollowupVerbs):
     ) -> list[ActionRecord]:
         """Audited actions, newest first, optionally narrowed to a target, subject, escalation, action or
         delivery."""
-        with self._session() as session:
-            query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-            if target is not None:
-                query = query.where(AuditEntry.target == target)
-            if subject is not None:
-                query = query.where(AuditEntry.subject == subject)
-            if escalation_id is not None:
-                query = query.where(AuditEntry.escalation_id == escalation_id)
-            if action is not None:
-                query = query.where(AuditEntry.action == action)
-            if delivery_id is not None:
-                query = query.where(AuditEntry.delivery_id == delivery_id)
-            return [ActionRecord.of(row) for row in session.scalars(query)]
-
+        columns = _AUDIT.c
+        query = select(_AUDIT).order_by(columns.id.desc()).limit(limit)
+        for column, value in (
+            (columns.target, target),
+            (columns.subject, subject),
+            (columns.escalation_id, escalation_id),
+            (columns.action, action),
+            (columns.delivery_id, delivery_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        with self._connect() as connection:
+            return [ActionRecord.of(row) for row in connection.execute(query)]
 
 def _delivery(session: Session, source: str, delivery_id: str) -> Delivery | None:
     query = select(Delivery).where(Delivery.source == source, Delivery.delivery_id == delivery_id)
