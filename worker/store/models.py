@@ -176,6 +176,8 @@ class EscalationTicket(Base):
 
     __table_args__ = (
         UniqueConstraint("escalation_id", "ticket_source", "ticket_id"),
+        # Which escalations a ticket is under, in any state: every assessment asks (migration 0003).
+        Index(None, "ticket_source", "ticket_id"),
         Index(
             "uq_escalation_tickets_open_per_destination",
             "ticket_source",
