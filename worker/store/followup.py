@@ -17,32 +17,25 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Select,
     and_,
     delete,
     exists,
     func,
-    literal,
-    null,
     or_,
     select,
-    union_all,
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
+from worker.store import statements
 from worker.store.engine import upsert_insert
 from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
 from worker.store.lifecycle import EscalationState
-from worker.store.models import AuditEntry, Escalation, EscalationTicket, utcnow
+from worker.store.models import Escalation, EscalationTicket, utcnow
 from worker.store.records import ActionRecord, EscalationRecord, TicketRef
 
 # Tables read on every assessment, for Core statements: rows, not ORM objects with their bookkeeping.
-_SYMPTOMS = SymptomRow.__table__
-_TRACKING = EscalationTracking.__table__
-_AUDIT = AuditEntry.__table__
-_ESCALATIONS = Escalation.__table__
-_LINKS = EscalationTicket.__table__
+_SYMPTOMS = statements.SYMPTOMS
 # Columns a process needs to keep its in-memory matrix in sync (no text: that is fetched per match).
 _SYNC_COLUMNS = tuple(
     _SYMPTOMS.c[name]
@@ -227,13 +220,10 @@ class FollowupVerbs:
         """The highest row id (a copy that has seen a higher one is looking at a database since reset) and
         (id, indexed_at) of the rows written after ``indexed_after`` (what a copy checks before it reads
         rows in full): what a copy reads on every sync, in one round trip."""
-        c = _SYMPTOMS.c
-        highest = select(literal(0), func.max(c.id), null())
-        stamps = select(literal(1), c.id, c.indexed_at).where(c.indexed_at > indexed_after)
         top, found = 0, []
         with self._connect() as connection:
-            # The stamps first: a UNION's columns take their types from its first SELECT.
-            for kind, row_id, at in connection.execute(union_all(stamps, highest)):
+            rows = connection.execute(statements.symptom_changes(), {"since": indexed_after})
+            for kind, row_id, at in rows:
                 if kind == 0:
                     top = int(row_id or 0)
                 else:
@@ -255,8 +245,7 @@ class FollowupVerbs:
         if not wanted:
             return []
         with self._connect() as connection:
-            rows = connection.execute(select(_SYMPTOMS).where(_SYMPTOMS.c.id.in_(wanted)))
-            found = {r.id: _full(r) for r in rows}
+            found = {r.id: _full(r) for r in connection.execute(statements.symptom_rows(), {"ids": wanted})}
         return [found[i] for i in wanted if i in found]
 
     def symptom_row(self, ticket: TicketRef) -> SymptomRecord | None:
@@ -330,16 +319,19 @@ class FollowupVerbs:
         if not by_source:
             return {}
         wanted = {TicketRef(source, i) for source, ids in by_source.items() for i in ids}
-        under = or_(
-            *(
-                and_(_LINKS.c.ticket_source == source, _LINKS.c.ticket_id.in_(sorted(ids)))
-                for source, ids in by_source.items()
-            )
-        )
+        values: dict[str, Any] = {}
+        for n, (source, ids) in enumerate(by_source.items()):
+            values[f"source_{n}"], values[f"ids_{n}"] = source, sorted(ids)
+        rows: dict[int, Row[Any]] = {}
+        tickets: dict[int, list[TicketRef]] = {}
         with self._connect() as connection:
-            records = _escalation_records(connection, select(_LINKS.c.escalation_id).where(under))
+            for row in connection.execute(statements.escalations_under(len(by_source)), values):
+                rows.setdefault(row.id, row)
+                tickets.setdefault(row.id, []).append(TicketRef(row.ticket_source, row.ticket_id))
         found: dict[TicketRef, list[EscalationRecord]] = {}
-        for record in records.values():  # oldest first
+        for escalation_id, row in rows.items():  # oldest first
+            # One grouped escalation is under many of the tickets: it is built once.
+            record = _escalation_record(row, tuple(tickets[escalation_id]))
             for ref in record.tickets:
                 if ref in wanted:
                     found.setdefault(ref, []).append(record)
@@ -348,9 +340,9 @@ class FollowupVerbs:
     # -- tracking -----------------------------------------------------------------------------
 
     def tracking(self, escalation_id: int) -> TrackingRecord:
-        query = select(_TRACKING).where(_TRACKING.c.escalation_id == escalation_id)
         with self._connect() as connection:
-            return _tracking(connection.execute(query).one_or_none(), escalation_id)
+            row = connection.execute(statements.tracking(), {"escalation_id": escalation_id}).one_or_none()
+        return _tracking(row, escalation_id)
 
     def update_tracking(self, escalation_id: int, **changes: Any) -> TrackingRecord:
         """Set some of an escalation's tracking fields (the row is made on first use)."""
@@ -395,13 +387,12 @@ class FollowupVerbs:
         limit: int = 1000,
     ) -> list[ActionRecord]:
         """Audited actions of the given kinds, newest first: what a retried job asks before acting."""
-        c = _AUDIT.c
-        query = select(_AUDIT).where(c.action.in_(list(actions))).order_by(c.id.desc()).limit(limit)
-        for column, value in ((c.escalation_id, escalation_id), (c.subject, subject), (c.target, target)):
-            if value is not None:
-                query = query.where(column == value)
+        given = {"escalation_id": escalation_id, "subject": subject, "target": target}
+        values: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+        query = statements.audit_entries(tuple(values), in_actions=True)
         with self._connect() as connection:
-            return [ActionRecord.of(row) for row in connection.execute(query)]
+            rows = connection.execute(query, {**values, "actions": list(actions), "limit": limit})
+            return [ActionRecord.of(row) for row in rows]
 
     def ledger_has(
         self, action: str, subject: str, *, escalation_id: int | None = None, target: str | None = None
@@ -411,36 +402,20 @@ class FollowupVerbs:
         )
 
 
-def _escalation_records(connection: Connection, ids: Select[Any]) -> dict[int, EscalationRecord]:
-    """The escalations whose id ``ids`` selects, oldest first, each with its tickets (oldest link first,
-    as the ORM relationship orders them): one Core read, one row per ticket."""
-    query = (
-        select(_ESCALATIONS, _LINKS.c.ticket_source, _LINKS.c.ticket_id)
-        .join(_LINKS, _LINKS.c.escalation_id == _ESCALATIONS.c.id)
-        .where(_ESCALATIONS.c.id.in_(ids.scalar_subquery()))
-        .order_by(_ESCALATIONS.c.id, _LINKS.c.id)
+def _escalation_record(row: Row[Any], tickets: tuple[TicketRef, ...]) -> EscalationRecord:
+    return EscalationRecord(
+        row.id,
+        row.destination,
+        EscalationState(row.state),
+        row.severity,
+        row.jira_key,
+        row.assessment_id,
+        row.reason,
+        tickets,
+        row.created_at,
+        row.updated_at,
+        row.state_changed_at,
     )
-    rows: dict[int, Row[Any]] = {}
-    tickets: dict[int, list[TicketRef]] = {}
-    for row in connection.execute(query):
-        rows.setdefault(row.id, row)
-        tickets.setdefault(row.id, []).append(TicketRef(row.ticket_source, row.ticket_id))
-    return {
-        escalation_id: EscalationRecord(
-            row.id,
-            row.destination,
-            EscalationState(row.state),
-            row.severity,
-            row.jira_key,
-            row.assessment_id,
-            row.reason,
-            tuple(tickets[escalation_id]),
-            row.created_at,
-            row.updated_at,
-            row.state_changed_at,
-        )
-        for escalation_id, row in rows.items()
-    }
 
 
 @functools.cache

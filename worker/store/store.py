@@ -11,16 +11,16 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, event, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.store import migrate
-from worker.store.engine import immediate, make_engine, upsert_insert
+from worker.store import migrate, statements
+from worker.store.engine import immediate, make_engine
 from worker.store.escalations import EscalationVerbs
 from worker.store.followup import FollowupVerbs  # issue 6: symptom index, tracking, ledger
 from worker.store.lifecycle import DeliveryStatus
-from worker.store.models import Assessment, AuditEntry, Delivery, utcnow
+from worker.store.models import Delivery, utcnow
 from worker.store.records import (
     ActionRecord,
     AssessmentRecord,
@@ -28,11 +28,6 @@ from worker.store.records import (
     DeliveryRecord,
     TicketRef,
 )
-
-# The tables behind the hottest verbs, for Core statements: rows, not ORM objects (a job makes a dozen).
-_DELIVERIES = Delivery.__table__
-_ASSESSMENTS = Assessment.__table__
-_AUDIT = AuditEntry.__table__
 
 
 def _refuse_writes(session: Session, *_args: Any) -> None:
@@ -182,31 +177,22 @@ class Store(EscalationVerbs, FollowupVerbs):
         that arrive after the intake's dedupe mark expired. One upsert: the conflicting row is locked
         by it, so two runs of one delivery cannot both find it unprocessed and go on unseen.
         """
-        processing = DeliveryStatus.PROCESSING
-        stmt = upsert_insert(self.engine.dialect.name)(Delivery).values(
-            source=source, delivery_id=delivery_id, kind=kind, subject=subject, status=processing, attempts=1
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["source", "delivery_id"],
-            set_={"status": processing, "attempts": Delivery.attempts + 1, "error": None},
-            where=Delivery.status != DeliveryStatus.PROCESSED,
-        ).returning(Delivery.id)
+        stmt = statements.start_delivery(self.engine.dialect.name)
+        values = {"source": source, "delivery_id": delivery_id, "kind": kind, "subject": subject}
         with self._connect(write=True) as connection:
-            return connection.execute(stmt).first() is not None
+            return connection.execute(stmt, values).first() is not None
 
     def finish_delivery(
         self, source: str, delivery_id: str, status: DeliveryStatus, *, error: str | None = None
     ) -> None:
-        values: dict[str, Any] = {"status": DeliveryStatus(status), "error": error}
-        if values["status"] is DeliveryStatus.PROCESSED:
-            values["processed_at"] = utcnow()
-        stmt = (
-            update(_DELIVERIES)
-            .where(_DELIVERIES.c.source == source, _DELIVERIES.c.delivery_id == delivery_id)
-            .values(**values)
-        )
+        status = DeliveryStatus(status)
+        values: dict[str, Any] = {"d_source": source, "d_id": delivery_id, "d_status": status}
+        values["d_error"] = error
+        processed = status is DeliveryStatus.PROCESSED
+        if processed:
+            values["d_at"] = utcnow()
         with self._connect(write=True) as connection:
-            connection.execute(stmt)
+            connection.execute(statements.finish_delivery(processed), values)
 
     def forget_delivery(self, source: str, delivery_id: str) -> None:
         """Remove a delivery that was recorded but could not be queued, so the sender's retry counts."""
@@ -246,15 +232,12 @@ class Store(EscalationVerbs, FollowupVerbs):
             "matcher": matcher,
         }
         if delivery is not None:  # looked up by the INSERT itself: one statement
-            values["delivery_ref"] = (
-                select(_DELIVERIES.c.id)
-                .where(_DELIVERIES.c.source == delivery[0], _DELIVERIES.c.delivery_id == delivery[1])
-                .scalar_subquery()
-            )
+            values["d_source"], values["d_id"] = delivery
         # Not the whole row back: the decision is what was just sent, and reading it again costs a parse.
-        stmt = insert(_ASSESSMENTS).values(values).returning(_ASSESSMENTS.c.id, _ASSESSMENTS.c.assessed_at)
         with self._connect(write=True) as connection:
-            row_id, assessed_at = connection.execute(stmt).one()
+            row_id, assessed_at = connection.execute(
+                statements.record_assessment(delivery is not None), values
+            ).one()
         return AssessmentRecord(
             row_id,
             ticket,
@@ -275,20 +258,15 @@ class Store(EscalationVerbs, FollowupVerbs):
     def assessment_stamp(self, ticket: TicketRef) -> AssessmentStamp | None:
         """The ticket's latest assessment, without its decision but for the verdict: what a repeated
         event checks before judging again (a decision with its package is many kilobytes of JSON)."""
-        c = _ASSESSMENTS.c
-        query = (
-            select(c.id, c.assessed_at, c.ruleset_version, c.trace, c.decision["verdict"].as_string())
-            .where(c.ticket_source == ticket.source, c.ticket_id == ticket.id)
-            .order_by(c.assessed_at.desc(), c.id.desc())
-            .limit(1)
-        )
         with self._connect() as connection:
-            row = connection.execute(query).first()
+            row = connection.execute(
+                statements.assessment_stamp(), {"source": ticket.source, "ticket": ticket.id}
+            ).first()
         return AssessmentStamp(*row) if row is not None else None
 
     def assessments(self, ticket: TicketRef, *, limit: int = 20) -> list[AssessmentRecord]:
         """The ticket's assessments, newest first."""
-        table = _ASSESSMENTS
+        table = statements.ASSESSMENTS
         query = (
             select(table)
             .where(table.c.ticket_source == ticket.source, table.c.ticket_id == ticket.id)
@@ -314,23 +292,19 @@ class Store(EscalationVerbs, FollowupVerbs):
         error: str | None = None,
     ) -> ActionRecord:
         """Audit one action on Zendesk or Jira (``target``), e.g. ``add_internal_note`` on ticket 42."""
-        stmt = (
-            insert(_AUDIT)
-            .values(
-                target=target,
-                action=action,
-                subject=subject,
-                outcome=outcome,
-                actor=actor,
-                escalation_id=escalation_id,
-                delivery_id=delivery_id,
-                detail=dict(detail) if detail is not None else None,
-                error=error,
-            )
-            .returning(*_AUDIT.c)
-        )
+        values = {
+            "target": target,
+            "action": action,
+            "subject": subject,
+            "outcome": outcome,
+            "actor": actor,
+            "escalation_id": escalation_id,
+            "delivery_id": delivery_id,
+            "detail": dict(detail) if detail is not None else None,
+            "error": error,
+        }
         with self._connect(write=True) as connection:
-            return ActionRecord.of(connection.execute(stmt).one())
+            return ActionRecord.of(connection.execute(statements.record_action(), values).one())
 
     def actions(
         self,
@@ -344,19 +318,18 @@ class Store(EscalationVerbs, FollowupVerbs):
     ) -> list[ActionRecord]:
         """Audited actions, newest first, optionally narrowed to a target, subject, escalation, action or
         delivery."""
-        columns = _AUDIT.c
-        query = select(_AUDIT).order_by(columns.id.desc()).limit(limit)
-        for column, value in (
-            (columns.target, target),
-            (columns.subject, subject),
-            (columns.escalation_id, escalation_id),
-            (columns.action, action),
-            (columns.delivery_id, delivery_id),
-        ):
-            if value is not None:
-                query = query.where(column == value)
+        given = {
+            "target": target,
+            "subject": subject,
+            "escalation_id": escalation_id,
+            "action": action,
+            "delivery_id": delivery_id,
+        }
+        values = {name: value for name, value in given.items() if value is not None}
+        query = statements.audit_entries(tuple(values))
         with self._connect() as connection:
-            return [ActionRecord.of(row) for row in connection.execute(query)]
+            return [ActionRecord.of(row) for row in connection.execute(query, {**values, "limit": limit})]
+
 
 def _delivery(session: Session, source: str, delivery_id: str) -> Delivery | None:
     query = select(Delivery).where(Delivery.source == source, Delivery.delivery_id == delivery_id)
