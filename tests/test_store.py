@@ -484,3 +484,19 @@ def test_symptom_changes_read_the_highest_id_and_the_rows_written_since(store):
     assert sorted(stamps) == [(r.id, r.indexed_at) for r in first + third]
     assert all(at.tzinfo is UTC for _, at in stamps)
     assert store.symptom_changes(middle) == (highest, [(third[0].id, third[0].indexed_at)])
+
+
+def test_a_job_whose_connection_dies_fails_and_the_next_job_gets_a_live_one(store):
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no connection across a job")
+    from sqlalchemy.exc import OperationalError
+
+    with pytest.raises(OperationalError), store.pinned():  # e.g. PostgreSQL restarted mid-job
+        store.record_assessment(TICKET, DECISION, ruleset_version="v1")
+        pid = store._pinned.get().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with store.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        store.latest_assessment(TICKET)  # the job fails here: RQ retries it
+    with store.pinned():  # the dead connection was dropped: the retry runs on a live one
+        store.record_assessment(TICKET, DECISION, ruleset_version="v2")
+        assert store.latest_assessment(TICKET).ruleset_version == "v2"
