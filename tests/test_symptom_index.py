@@ -110,6 +110,29 @@ def test_a_writer_keeps_what_it_wrote_and_matches_reuse_rows_until_rewritten(fre
     assert again == {"1": CSV["subject"], "2": "CSV export request times out"}  # rewritten: read again
 
 
+def test_syncs_between_wide_reads_read_only_the_last_second_and_a_late_row_still_arrives(
+    fresh, matcher, monkeypatch
+):
+    writer, reader = SymptomIndex(matcher), SymptomIndex(matcher)
+    writer.add(fresh, [CSV])
+    reader.sync(fresh)  # loads; the next wide read is WIDE_SYNC_EVERY away
+    monkeypatch.setattr(symptom_index, "WIDE_SYNC_EVERY", timedelta(hours=1))
+    writer.add(fresh, [INVOICE])
+    # A writer whose clock runs 10 s behind (or whose transaction committed late) stamps its row in the
+    # past: outside the narrow margin of the syncs that follow, inside the wide read's overlap.
+    with fresh.engine.begin() as connection:
+        connection.execute(
+            sa_text("UPDATE symptom_index SET indexed_at = :at WHERE ticket_id = '3'"),
+            {"at": datetime.now(UTC) - timedelta(seconds=10)},
+        )
+    writer.add(fresh, [CSV_AGAIN])  # stamped now
+    assert reader.sync(fresh) == 1 and len(reader) == 2  # the recent row only
+    assert reader.sync(fresh) == 0
+    monkeypatch.setattr(symptom_index, "WIDE_SYNC_EVERY", timedelta(0))
+    assert reader.sync(fresh) == 1 and len(reader) == 3  # the wide read brings the late one
+    assert reader.query(INVOICE["subject"] + "\n" + INVOICE["description"])[0].ticket.id == "3"
+
+
 def test_an_emptied_index_is_no_longer_taken_as_filled(fresh, matcher):
     index = index_for(fresh, matcher)
     index.add(fresh, [CSV])
