@@ -465,6 +465,19 @@ def test_escalations_of_tickets_come_with_all_their_tickets_oldest_first(store):
     assert found[a][0] == store.escalation(first.id)  # the same record the ORM read builds
     assert store.escalations_of_tickets([]) == {}
 
+    # Only escalations to some destinations, but for one ticket's own, whatever their destination.
+    security, _ = store.get_or_create_escalation(c, "security")
+    narrowed = store.escalations_of_tickets([a, b, c], destinations={"product"}, own=a)
+    assert {ref: [e.id for e in es] for ref, es in narrowed.items()} == {
+        a: [first.id],  # a's own engineering escalation, with all its tickets
+        b: [first.id, second.id],  # b is under a's, and under a product one; c's is security
+    }
+    assert narrowed[b][0].tickets == (a, b, jsm)
+    assert set(store.escalations_of_tickets([c], destinations={"engineering"})) == set()  # c: security
+    assert [e.id for e in store.escalations_of_tickets([c], destinations={"engineering"}, own=c)[c]] == [
+        security.id
+    ]
+
 
 def test_symptom_changes_read_the_highest_id_and_the_rows_written_since(store):
     from datetime import datetime, timedelta

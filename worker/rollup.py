@@ -106,7 +106,10 @@ def place(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], ticket: 
     destinations = grouped(rt.rules)
     index = index_for(ctx.store, rt.matcher)
     hits = [hit for hit, _row in index.matches(ctx.store, text, exclude=ref)] if text else []
-    by_ticket = ctx.store.escalations_of_tickets([ref, *(h.ticket for h in hits)])
+    # The look-alikes' escalations only where grouping could use them; the ticket's own all.
+    by_ticket = ctx.store.escalations_of_tickets(
+        [ref, *(h.ticket for h in hits)], destinations=destinations, own=ref
+    )
     placement = Placement(mine=[e for e in by_ticket.get(ref, []) if e.state in OPEN_STATES])
     if not hits:
         return placement

@@ -311,8 +311,16 @@ class FollowupVerbs:
             row = session.get(Escalation, escalation_id)
             return EscalationRecord.of(row) if row is not None else None
 
-    def escalations_of_tickets(self, tickets: Iterable[TicketRef]) -> dict[TicketRef, list[EscalationRecord]]:
-        """Every escalation each ticket is under (any state), oldest first."""
+    def escalations_of_tickets(
+        self,
+        tickets: Iterable[TicketRef],
+        *,
+        destinations: Iterable[str] | None = None,
+        own: TicketRef | None = None,
+    ) -> dict[TicketRef, list[EscalationRecord]]:
+        """Every escalation each ticket is under (any state), oldest first. With ``destinations``, only
+        those going there, but for the escalations of ``own``, which come whatever their destination:
+        what ``rollup.place`` asks (a ticket's own escalations, the groupable ones of its look-alikes)."""
         by_source: dict[str, set[str]] = {}
         for t in tickets:
             by_source.setdefault(t.source, set()).add(t.id)
@@ -322,10 +330,14 @@ class FollowupVerbs:
         values: dict[str, Any] = {}
         for n, (source, ids) in enumerate(by_source.items()):
             values[f"source_{n}"], values[f"ids_{n}"] = source, sorted(ids)
+        filtered = destinations is not None
+        if filtered:
+            values["destinations"] = sorted(set(destinations or ()))
+            values["own_source"], values["own_id"] = (own.source, own.id) if own else (None, None)
         rows: dict[int, Row[Any]] = {}
         tickets: dict[int, list[TicketRef]] = {}
         with self._connect() as connection:
-            for row in connection.execute(statements.escalations_under(len(by_source)), values):
+            for row in connection.execute(statements.escalations_under(len(by_source), filtered), values):
                 rows.setdefault(row.id, row)
                 tickets.setdefault(row.id, []).append(TicketRef(row.ticket_source, row.ticket_id))
         found: dict[TicketRef, list[EscalationRecord]] = {}

@@ -174,10 +174,11 @@ def tracking() -> Select[Any]:
 
 
 @functools.cache
-def escalations_under(sources: int) -> Select[Any]:
+def escalations_under(sources: int, filtered: bool = False) -> Select[Any]:
     """Every escalation any of the tickets is under, with all its tickets: one row per (escalation,
     ticket), oldest escalation and link first. Binds ``source_<n>`` and ``ids_<n>`` (a list) for each
-    of ``sources`` helpdesks."""
+    of ``sources`` helpdesks; ``filtered``: only escalations to ``destinations`` (a list), except those of
+    the ticket ``own_source``/``own_id``."""
     links = LINKS.c
     asked = LINKS.alias("asked").c  # the links of the tickets asked about; ``links``: all their tickets
     under = or_(
@@ -189,6 +190,9 @@ def escalations_under(sources: int) -> Select[Any]:
             for n in range(sources)
         )
     )
+    if filtered:  # a link carries its escalation's destination
+        own = and_(asked.ticket_source == bindparam("own_source"), asked.ticket_id == bindparam("own_id"))
+        under = and_(under, or_(asked.destination.in_(bindparam("destinations", expanding=True)), own))
     return (
         select(ESCALATIONS, links.ticket_source, links.ticket_id)
         .join(LINKS, links.escalation_id == ESCALATIONS.c.id)
