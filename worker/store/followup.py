@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session
 from worker.store import statements
 from worker.store.engine import upsert_insert
 from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
-from worker.store.lifecycle import EscalationState
 from worker.store.models import Escalation, EscalationTicket, utcnow
 from worker.store.records import ActionRecord, EscalationRecord, TicketRef
 
@@ -343,7 +342,7 @@ class FollowupVerbs:
         found: dict[TicketRef, list[EscalationRecord]] = {}
         for escalation_id, row in rows.items():  # oldest first
             # One grouped escalation is under many of the tickets: it is built once.
-            record = _escalation_record(row, tuple(tickets[escalation_id]))
+            record = EscalationRecord.of(row, tuple(tickets[escalation_id]))
             for ref in record.tickets:
                 if ref in wanted:
                     found.setdefault(ref, []).append(record)
@@ -412,22 +411,6 @@ class FollowupVerbs:
         return bool(
             self.ledger({action}, escalation_id=escalation_id, subject=subject, target=target, limit=1)
         )
-
-
-def _escalation_record(row: Row[Any], tickets: tuple[TicketRef, ...]) -> EscalationRecord:
-    return EscalationRecord(
-        row.id,
-        row.destination,
-        EscalationState(row.state),
-        row.severity,
-        row.jira_key,
-        row.assessment_id,
-        row.reason,
-        tickets,
-        row.created_at,
-        row.updated_at,
-        row.state_changed_at,
-    )
 
 
 @functools.cache

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Row
+
 from worker.store.lifecycle import DeliveryStatus, EscalationState
 from worker.store.models import Assessment, AuditEntry, Delivery, Escalation
 
@@ -123,7 +125,10 @@ class EscalationRecord:
         return self.state not in (EscalationState.CLOSED, EscalationState.DISMISSED)
 
     @classmethod
-    def of(cls, row: Escalation) -> EscalationRecord:
+    def of(cls, row: Escalation | Row[Any], tickets: tuple[TicketRef, ...] | None = None) -> EscalationRecord:
+        """From an ORM row (its ``tickets`` relationship), or a Core row with its ``tickets`` read apart."""
+        if tickets is None:
+            tickets = tuple(TicketRef(t.ticket_source, t.ticket_id) for t in row.tickets)
         return cls(
             row.id,
             row.destination,
@@ -132,7 +137,7 @@ class EscalationRecord:
             row.jira_key,
             row.assessment_id,
             row.reason,
-            tuple(TicketRef(t.ticket_source, t.ticket_id) for t in row.tickets),
+            tickets,
             row.created_at,
             row.updated_at,
             row.state_changed_at,
