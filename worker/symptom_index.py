@@ -178,9 +178,8 @@ class SymptomIndex:
         self._texts: list[str] = []  # lexical matcher only: it scores texts, not vectors
         self._pos: dict[int, int] = {}
         self._by_key: dict[TicketRef, int] = {}
-        self._synced_from: datetime | None = None  # where the next wide read starts
-        self._wide_at: datetime | None = None  # when the last wide read (or load) began
-        self._last_started: datetime | None = None  # when the last sync began
+        self._wide_at: datetime | None = None  # when the last wide read (or the load) began; None: not loaded
+        self._last_started = datetime.min.replace(tzinfo=UTC)  # when the last sync began
         self._loaded_at: datetime | None = None
         self._rows: LRUCache[int, SymptomRecord] = LRUCache(ROW_CACHE_SIZE)
         # (when read, the claim): the index's "filled" state as last read; forgotten with the copy.
@@ -286,12 +285,13 @@ class SymptomIndex:
             stale = self._loaded_at is None or (own and now - self._loaded_at > FULL_RELOAD_EVERY)
             stamps = None
             wide = True
-            if not stale and self._synced_from is not None:
-                since = self._synced_from
-                if self._wide_at is not None and self._last_started is not None:
-                    wide = started - self._wide_at >= WIDE_SYNC_EVERY
-                    if not wide:
-                        since = max(since, self._last_started - NARROW_OVERLAP)
+            if not stale and self._wide_at is not None:
+                # A wide read starts a little before the last one began: a row stamped earlier whose
+                # transaction committed after that read is not missed.
+                since = self._wide_at - SYNC_OVERLAP
+                wide = started - self._wide_at >= WIDE_SYNC_EVERY
+                if not wide:
+                    since = max(since, self._last_started - NARROW_OVERLAP)
                 highest, stamps = store.symptom_changes(since)
                 stale = bool(self._n) and highest < int(self._row_ids[: self._n].max())
             if stale:
@@ -299,15 +299,13 @@ class SymptomIndex:
                 self._loaded_at, self._loaded_by = now, os.getpid()
                 expected = store.count_symptoms()
                 self._grow(expected + expected // 8)  # room for a few days of new tickets
-            if self._synced_from is None:
+            if self._wide_at is None:
                 total = self._load(store)
             else:
                 assert stamps is not None  # a copy that has synced is either stale (cleared) or read them
                 total = self._catch_up(stamps, store)
             if stale or wide:
-                # The next wide read starts a little before this one began: a row stamped earlier whose
-                # transaction committed after this read is not missed.
-                self._synced_from, self._wide_at = started - SYNC_OVERLAP, started
+                self._wide_at = started
             self._last_started = started
             return total
 
