@@ -6,7 +6,6 @@ Mixed into ``Store`` like ``EscalationVerbs``; every verb is one short transacti
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
@@ -28,29 +27,12 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from worker.store import statements
-from worker.store.engine import upsert_insert
 from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
 from worker.store.models import Escalation, EscalationTicket, utcnow
 from worker.store.records import ActionRecord, EscalationRecord, TicketRef
 
-# Tables read on every assessment, for Core statements: rows, not ORM objects with their bookkeeping.
 _SYMPTOMS = statements.SYMPTOMS
-# Columns a process needs to keep its in-memory matrix in sync (no text: that is fetched per match).
-_SYNC_COLUMNS = tuple(
-    _SYMPTOMS.c[name]
-    for name in (
-        "id",
-        "source",
-        "ticket_id",
-        "organization_id",
-        "created_at",
-        "updated_at",
-        "indexed_at",
-        "text_hash",
-        "matcher",
-        "embedding",
-    )
-)
+_SYNC_COLUMNS = statements.SYMPTOM_SYNC_COLUMNS
 _UPSERT_BATCH = 500
 
 
@@ -191,7 +173,7 @@ class FollowupVerbs:
         with block as connection:
             for start in range(0, len(entries), _UPSERT_BATCH):
                 values = [_values(e, now) for e in entries[start : start + _UPSERT_BATCH]]
-                result = connection.execute(_symptom_upsert(dialect, tuple(values[0])), values)
+                result = connection.execute(statements.upsert_symptoms(dialect, tuple(values[0])), values)
                 written += [SymptomRecord(*row) for row in result]
         return written
 
@@ -411,16 +393,6 @@ class FollowupVerbs:
         return bool(
             self.ledger({action}, escalation_id=escalation_id, subject=subject, target=target, limit=1)
         )
-
-
-@functools.cache
-def _symptom_upsert(dialect: str, keys: tuple[str, ...]) -> Any:
-    """INSERT ... ON CONFLICT DO UPDATE ... RETURNING for the index, built once: the rows go as
-    parameters, so the statement and its compiled form are the same for every write."""
-    stmt = upsert_insert(dialect)(_SYMPTOMS)
-    updated = {k: stmt.excluded[k] for k in keys if k not in ("source", "ticket_id")}
-    stmt = stmt.on_conflict_do_update(index_elements=["source", "ticket_id"], set_=updated)
-    return stmt.returning(*_SYNC_COLUMNS)
 
 
 def _values(entry: SymptomEntry, now: datetime) -> dict[str, Any]:

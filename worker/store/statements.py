@@ -153,6 +153,34 @@ def audit_entries(filters: tuple[str, ...], *, in_actions: bool = False) -> Sele
     return query
 
 
+# Columns a process needs to keep its in-memory matrix in sync (no text: that is fetched per match).
+SYMPTOM_SYNC_COLUMNS = tuple(
+    SYMPTOMS.c[name]
+    for name in (
+        "id",
+        "source",
+        "ticket_id",
+        "organization_id",
+        "created_at",
+        "updated_at",
+        "indexed_at",
+        "text_hash",
+        "matcher",
+        "embedding",
+    )
+)
+
+
+@functools.cache
+def upsert_symptoms(dialect: str, keys: tuple[str, ...]) -> Insert:
+    """INSERT ... ON CONFLICT DO UPDATE ... RETURNING for the index; the rows go as parameters (``keys``,
+    their columns), and it returns them as a sync reads them (``SYMPTOM_SYNC_COLUMNS``)."""
+    stmt = upsert_insert(dialect)(SYMPTOMS)
+    updated = {k: stmt.excluded[k] for k in keys if k not in ("source", "ticket_id")}
+    stmt = stmt.on_conflict_do_update(index_elements=["source", "ticket_id"], set_=updated)
+    return stmt.returning(*SYMPTOM_SYNC_COLUMNS)
+
+
 @functools.cache
 def symptom_changes() -> Any:
     """(0, highest id, NULL) and (1, id, indexed_at) for each row written after ``since``. The stamps come
