@@ -473,6 +473,15 @@ def test_escalations_of_tickets_come_with_all_their_tickets_oldest_first(store):
         b: [first.id, second.id],  # b is under a's, and under a product one; c's is security
     }
     assert narrowed[b][0].tickets == (a, b, jsm)
+    # A look-alike's escalation comes with the asked tickets only; the ticket's own with all of them.
+    e, f = TicketRef.zendesk(5), TicketRef.zendesk(6)
+    elsewhere, _ = store.get_or_create_escalation(e, "product")
+    with store.lock_escalation(elsewhere.id) as lock:
+        lock.link_ticket(f)
+    looked = store.escalations_of_tickets([a, f], destinations={"product"}, own=a)
+    assert [x.tickets for x in looked[f]] == [(f,)]
+    assert looked[a][0].tickets == (a, b, jsm)
+    assert store.escalations_of_tickets([f])[f][0].tickets == (e, f)  # unfiltered: all of them
     assert set(store.escalations_of_tickets([c], destinations={"engineering"})) == set()  # c: security
     assert [e.id for e in store.escalations_of_tickets([c], destinations={"engineering"}, own=c)[c]] == [
         security.id

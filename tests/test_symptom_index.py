@@ -74,6 +74,28 @@ def test_a_copy_in_another_process_syncs_what_one_wrote(fresh, matcher):
     assert [h.ticket.id for h in reader.query(CSV["subject"] + "\n" + CSV["description"])] == ["1"]
 
 
+def test_an_update_that_changes_nothing_the_index_keeps_is_not_written(fresh, matcher):
+    writer, other = SymptomIndex(matcher), SymptomIndex(matcher)
+    assert writer.add(fresh, [CSV]) == 1
+    stored = fresh.symptom_row(TicketRef.zendesk(1))
+    later = (NOW + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # A comment or a new priority: a newer updated_at, nothing the index keeps.
+    assert writer.add(fresh, [{**CSV, "priority": "high", "updated_at": later}]) == 0
+    assert fresh.symptom_row(TicketRef.zendesk(1)).indexed_at == stored.indexed_at
+    # Another process knows nothing of what this one wrote: it writes (as before it kept nothing).
+    assert other.add(fresh, [{**CSV, "updated_at": later}]) == 1
+    writer.sync(fresh)
+    # The row was written elsewhere since: this copy no longer vouches for its fields either.
+    even_later = (NOW + timedelta(minutes=9)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert writer.add(fresh, [{**CSV, "updated_at": even_later}]) == 1
+    # What the index keeps changed (tags, status): written.
+    stamp = [(NOW + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in (10, 11)]
+    assert writer.add(fresh, [{**CSV, "tags": ["export", "vip"], "updated_at": stamp[0]}]) == 1
+    assert fresh.symptom_row(TicketRef.zendesk(1)).tags == ("export", "vip")
+    solved = {**CSV, "tags": ["export", "vip"], "status": "solved", "updated_at": stamp[1]}
+    assert writer.add(fresh, [solved]) == 1 and fresh.symptom_row(TicketRef.zendesk(1)).status == "solved"
+
+
 def _symptom_reads(store: Store) -> list[str]:
     """SELECTs on the index's table from now on (what a copy reads back from the database)."""
     seen: list[str] = []

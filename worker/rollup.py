@@ -176,9 +176,10 @@ def settle(
     result: dict[str, Any] = {}
     for escalation in mine:
         joined = False
+        linked = set(escalation.tickets)  # an outage's escalation gathers hundreds
         for r in related:
             other = TicketRef.of(ref.source, r["ticket_id"])
-            if other in escalation.tickets:
+            if other in linked:
                 continue  # joined already (a re-assessment): no lock, no write
             score = float(r.get("similarity") or 0)
             joined |= _join(ctx, escalation.id, other, score, via=f"related to #{ref.id}")

@@ -133,6 +133,24 @@ def _epoch(moment: datetime | None) -> float:
     return moment.timestamp() if moment is not None else float("nan")
 
 
+def _fields_of(ticket: Ticket) -> int:
+    """The fields besides the text that the index keeps of a ticket, but for ``updated_at``: an update
+    that changes none of them (a comment, a priority) leaves the row as it is, its ``updated_at`` that of
+    the last change that mattered (the rules read no ticket's ``updated_at`` from the history)."""
+    return hash(
+        repr(
+            (
+                ticket.organization_id,
+                ticket.requester_id,
+                ticket.status,
+                sorted(ticket.tags),
+                sorted(ticket.custom_fields.items(), key=lambda item: str(item[0])),
+                ticket.created_at,
+            )
+        )
+    )
+
+
 def _h64(digest: str) -> int:
     """The first 64 bits of a hex digest: enough to tell a changed text from an unchanged one."""
     return int(digest[:16], 16)
@@ -173,6 +191,9 @@ class SymptomIndex:
         self._written = np.zeros(0, dtype=np.float64)  # the row's indexed_at: an unchanged re-read is skipped
         self._hashes = np.zeros(0, dtype=np.uint64)
         self._alive = np.zeros(0, dtype=bool)
+        # What this process last wrote of a row's other fields (``_fields_of``), by position, until a sync
+        # brings another write of the row: a ticket whose update changed none of them is not written again.
+        self._fields: dict[int, int] = {}
         self._keys: list[TicketRef] = []
         self._orgs: list[str | None] = []
         self._texts: list[str] = []  # lexical matcher only: it scores texts, not vectors
@@ -228,9 +249,9 @@ class SymptomIndex:
                 if (
                     pos is not None
                     and int(self._hashes[pos]) == _h64(digest)
-                    and not updated > self._updated[pos]
+                    and (not updated > self._updated[pos] or self._fields.get(pos) == _fields_of(ticket))
                 ):
-                    continue  # unchanged since it was indexed
+                    continue  # unchanged since it was indexed, or changed in nothing the index keeps
                 entries.append((ticket, subject, description, text, digest))
         if not entries:
             return 0
@@ -260,8 +281,12 @@ class SymptomIndex:
             for i, (ticket, subject, description, _text, digest) in enumerate(entries)
         ]
         written = store.upsert_symptoms(rows)
+        fields = {e[0].id: _fields_of(e[0]) for e in entries}
         with self._lock:  # the rows as stored, without reading them back in a second sync
             self._take(store, written)
+            for row in written:
+                if (pos := self._pos.get(row.id)) is not None and row.ticket_id in fields:
+                    self._fields[pos] = fields[row.ticket_id]
         return len(rows)
 
     def _embed(self, texts: list[str]) -> np.ndarray | None:
@@ -384,6 +409,7 @@ class SymptomIndex:
                 self._matrix[at] = np.frombuffer(blob, dtype=np.float32).reshape(len(usable), self.dims)
 
     def _set(self, pos: int, r: SymptomRecord) -> None:
+        self._fields.pop(pos, None)  # written since by another process: what it holds is unknown here
         ref = TicketRef(r.source, r.ticket_id)
         if self._keys[pos] != ref:  # cannot happen unless ids were reused; keep the copy consistent
             self._by_key.pop(self._keys[pos], None)

@@ -299,9 +299,11 @@ class FollowupVerbs:
         destinations: Iterable[str] | None = None,
         own: TicketRef | None = None,
     ) -> dict[TicketRef, list[EscalationRecord]]:
-        """Every escalation each ticket is under (any state), oldest first. With ``destinations``, only
-        those going there, but for the escalations of ``own``, which come whatever their destination:
-        what ``rollup.place`` asks (a ticket's own escalations, the groupable ones of its look-alikes)."""
+        """Every escalation each ticket is under (any state), oldest first, with all its tickets. With
+        ``destinations``, only those going there, but for the escalations of ``own``, which come whatever
+        their destination: what ``rollup.place`` asks (a ticket's own escalations, the groupable ones of
+        its look-alikes). Then only ``own``'s come with all their tickets; the others hold the asked
+        tickets only, since an outage's escalation can gather thousands and every report reads it."""
         by_source: dict[str, set[str]] = {}
         for t in tickets:
             by_source.setdefault(t.source, set()).add(t.id)

@@ -203,27 +203,45 @@ def tracking() -> Select[Any]:
 
 @functools.cache
 def escalations_under(sources: int, filtered: bool = False) -> Select[Any]:
-    """Every escalation any of the tickets is under, with all its tickets: one row per (escalation,
-    ticket), oldest escalation and link first. Binds ``source_<n>`` and ``ids_<n>`` (a list) for each
-    of ``sources`` helpdesks; ``filtered``: only escalations to ``destinations`` (a list), except those of
-    the ticket ``own_source``/``own_id``."""
+    """Every escalation any of the tickets is under, with its tickets: one row per (escalation, ticket),
+    oldest escalation and link first. Binds ``source_<n>`` and ``ids_<n>`` (a list) for each of ``sources``
+    helpdesks. Unfiltered, each escalation comes with all its tickets. ``filtered``: only escalations to
+    ``destinations`` (a list), except those of the ticket ``own_source``/``own_id``, which come whatever
+    their destination and with all their tickets; the others come with the asked tickets only (a grouped
+    escalation may hold thousands, and who asks about a look-alike's needs the escalation, not its list)."""
     links = LINKS.c
-    asked = LINKS.alias("asked").c  # the links of the tickets asked about; ``links``: all their tickets
-    under = or_(
-        *(
-            and_(
-                asked.ticket_source == bindparam(f"source_{n}"),
-                asked.ticket_id.in_(bindparam(f"ids_{n}", expanding=True)),
-            )
-            for n in range(sources)
+    asked = LINKS.alias("asked").c  # the links of the tickets asked about; ``links``: the rows returned
+    under = _of_tickets(asked, sources)
+    if not filtered:
+        return (
+            select(ESCALATIONS, links.ticket_source, links.ticket_id)
+            .join(LINKS, links.escalation_id == ESCALATIONS.c.id)
+            .where(ESCALATIONS.c.id.in_(select(asked.escalation_id).where(under).scalar_subquery()))
+            .order_by(ESCALATIONS.c.id, links.id)
         )
+    mine = LINKS.alias("mine").c
+    own = select(mine.escalation_id).where(
+        mine.ticket_source == bindparam("own_source"), mine.ticket_id == bindparam("own_id")
     )
-    if filtered:  # a link carries its escalation's destination
-        own = and_(asked.ticket_source == bindparam("own_source"), asked.ticket_id == bindparam("own_id"))
-        under = and_(under, or_(asked.destination.in_(bindparam("destinations", expanding=True)), own))
+    # A link carries its escalation's destination.
+    destinations = bindparam("destinations", expanding=True)
+    grouped = and_(_of_tickets(links, sources), links.destination.in_(destinations))
     return (
         select(ESCALATIONS, links.ticket_source, links.ticket_id)
         .join(LINKS, links.escalation_id == ESCALATIONS.c.id)
-        .where(ESCALATIONS.c.id.in_(select(asked.escalation_id).where(under).scalar_subquery()))
+        .where(or_(links.escalation_id.in_(own.scalar_subquery()), grouped))
         .order_by(ESCALATIONS.c.id, links.id)
+    )
+
+
+def _of_tickets(links: Any, sources: int) -> Any:
+    """The links of the tickets bound as ``source_<n>``/``ids_<n>``."""
+    return or_(
+        *(
+            and_(
+                links.ticket_source == bindparam(f"source_{n}"),
+                links.ticket_id.in_(bindparam(f"ids_{n}", expanding=True)),
+            )
+            for n in range(sources)
+        )
     )
