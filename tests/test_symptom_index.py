@@ -96,6 +96,29 @@ def test_an_update_that_changes_nothing_the_index_keeps_is_not_written(fresh, ma
     assert writer.add(fresh, [solved]) == 1 and fresh.symptom_row(TicketRef.zendesk(1)).status == "solved"
 
 
+def test_a_query_scores_in_half_precision_on_one_torch_thread_and_leaves_the_count_alone(fresh, matcher):
+    import numpy as np
+    import torch
+
+    index = SymptomIndex(matcher)
+    index.add(fresh, [CSV, CSV_AGAIN, INVOICE])
+    text = "CSV export times out\nThe export to CSV never completes, it times out."
+    vector = index.vector(text)
+    exact = {
+        row.ticket_id: float(np.frombuffer(row.embedding, dtype=np.float32) @ vector)
+        for row in (fresh.symptom_row(TicketRef.zendesk(n)) for n in (1, 2, 3))
+    }
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        hits = index.query(text, vector=vector, threshold=-1.0)
+        assert torch.get_num_threads() == 2  # the product's one thread was the product's only
+    finally:
+        torch.set_num_threads(before)
+    assert {h.ticket.id for h in hits} == {"1", "2", "3"}
+    assert all(abs(h.score - exact[h.ticket.id]) < 3e-3 for h in hits)  # float16 vectors, float32 sums
+
+
 def _symptom_reads(store: Store) -> list[str]:
     """SELECTs on the index's table from now on (what a copy reads back from the database)."""
     seen: list[str] = []

@@ -18,12 +18,13 @@ vectors (handed to the matcher's cache), so the decision is the one the full his
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,9 +86,14 @@ def mode() -> str:
     return value if value in ("auto", "index", "zendesk") else "auto"
 
 
-# Below this many rows numpy's float32 product is quicker than torch's half-precision one, whose thread
-# pool costs more than the arithmetic (and competes with the model's threads).
-TORCH_FROM_ROWS = 8192
+# Below this many rows the half-precision product runs on one torch thread, whatever the process's
+# setting; from it on, on the process's threads. Measured on 2026-11-27 (AMD EPYC Zen 4, 2 cores): below
+# it, waking torch's pool costs more than the arithmetic (1,000 rows: 0.05 ms on one thread, 1-8 ms on
+# two), while numpy, which must first widen the matrix to float32 and does not vectorise that for half
+# precision, takes 1.3 ms (it is the fallback without torch only). From it on the pool pays
+# (bench/bench_symptom_index.py, queries back to back: 10,000 rows p50 0.4 ms on two threads against 0.7 on
+# one; 100,000 rows 3.0 ms against 6.2).
+ONE_THREAD_BELOW_ROWS = 8192
 
 
 def _text_id(value: Any) -> str | None:
@@ -162,6 +168,21 @@ def _torch() -> Any:
     except ImportError:  # pragma: no cover - the semantic matcher needs torch, so it is there
         return None
     return torch
+
+
+@contextlib.contextmanager
+def _torch_threads(torch: Any, threads: int) -> Iterator[None]:
+    """Run torch on ``threads`` threads for a moment (setting the count costs microseconds). The count is
+    the process's: another thread's torch work in the meantime runs on as many (slower, never wrong)."""
+    before = torch.get_num_threads()
+    if before == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class SymptomIndex:
@@ -463,9 +484,11 @@ class SymptomIndex:
             return np.asarray(self.matcher.scores(text, self._texts[:n]), dtype=np.float32)
         assert vector is not None
         query = np.ascontiguousarray(vector, dtype=np.float16)
-        if self._torch is not None and n >= TORCH_FROM_ROWS:
+        if self._torch is not None:
             torch = self._torch
-            product = torch.mv(torch.from_numpy(self._matrix[:n]), torch.from_numpy(query))
+            threads = 1 if n < ONE_THREAD_BELOW_ROWS else torch.get_num_threads()
+            with _torch_threads(torch, threads):
+                product = torch.mv(torch.from_numpy(self._matrix[:n]), torch.from_numpy(query))
             return product.float().numpy()
         return self._matrix[:n].astype(np.float32) @ query.astype(np.float32)
 
