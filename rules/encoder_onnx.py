@@ -244,7 +244,7 @@ def _export(model_dir: Path, work: Path, layers: int) -> Path:
 
     transformers_logging.disable_progress_bar()
     float_path, int8_path = work / "model.onnx", work / "model-int8.onnx"
-    with _quiet(), _one_torch_thread(torch):
+    with _quiet(), one_torch_thread(torch):
         # Eager attention traces to plain MatMul and Softmax nodes, which quantise and run faster here
         # than the scaled-dot-product path's graph.
         model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
@@ -337,9 +337,12 @@ def _quiet() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _one_torch_thread(torch: Any) -> Iterator[None]:
-    """Export on one torch thread: a worker may export before it forks, and a thread pool started in the
-    parent must not be inherited by the job processes (worker/jobs.py, ``preload``)."""
+def one_torch_thread(torch: Any) -> Iterator[None]:
+    """Run torch on one thread for the block, then on as many as before (setting the count costs
+    microseconds). The export runs so because a worker may export before it forks, and a thread pool
+    started in the parent must not be inherited by the job processes (worker/jobs.py, ``preload``); the
+    symptom index's small products because waking a pool costs them more than their arithmetic. The count
+    is the process's: another thread's torch work meanwhile runs on one thread too (slower, never wrong)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

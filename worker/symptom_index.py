@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from cachetools import LRUCache
 
 from rules.adapters.zendesk import ticket_from_zendesk
 from rules.case import Ticket
+from rules.encoder_onnx import one_torch_thread
 from rules.similarity import SymptomMatcher
 from worker.store import Store, TicketRef
 from worker.store.followup import SymptomEntry, SymptomRecord
@@ -170,21 +171,6 @@ def _torch() -> Any:
     return torch
 
 
-@contextlib.contextmanager
-def _torch_threads(torch: Any, threads: int) -> Iterator[None]:
-    """Run torch on ``threads`` threads for a moment (setting the count costs microseconds). The count is
-    the process's: another thread's torch work in the meantime runs on as many (slower, never wrong)."""
-    before = torch.get_num_threads()
-    if before == threads:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class SymptomIndex:
     """One process's copy of the index for one matcher; thread-safe.
 
@@ -253,7 +239,7 @@ class SymptomIndex:
         changed ones only; returns how many rows were written. ``synced``: the caller has just synced."""
         if not synced:
             self.sync(store)
-        entries: list[tuple[Ticket, str, str, str, str]] = []
+        entries: list[tuple[Ticket, str, str, str, str, int]] = []
         seen: set[str] = set()
         with self._lock:
             for item in tickets:
@@ -267,13 +253,14 @@ class SymptomIndex:
                 digest = hashlib.sha256(f"{self.name}\n{text}".encode()).hexdigest()
                 pos = self._by_key.get(TicketRef(source, ticket.id))
                 updated = _epoch(ticket.updated_at)
+                fields = _fields_of(ticket)
                 if (
                     pos is not None
                     and int(self._hashes[pos]) == _h64(digest)
-                    and (not updated > self._updated[pos] or self._fields.get(pos) == _fields_of(ticket))
+                    and (not updated > self._updated[pos] or self._fields.get(pos) == fields)
                 ):
                     continue  # unchanged since it was indexed, or changed in nothing the index keeps
-                entries.append((ticket, subject, description, text, digest))
+                entries.append((ticket, subject, description, text, digest, fields))
         if not entries:
             return 0
         tickets_ = [e[0] for e in entries]
@@ -299,10 +286,10 @@ class SymptomIndex:
                 created_at=ticket.created_at,
                 updated_at=ticket.updated_at,
             )
-            for i, (ticket, subject, description, _text, digest) in enumerate(entries)
+            for i, (ticket, subject, description, _text, digest, _fields) in enumerate(entries)
         ]
         written = store.upsert_symptoms(rows)
-        fields = {e[0].id: _fields_of(e[0]) for e in entries}
+        fields = {e[0].id: e[5] for e in entries}
         with self._lock:  # the rows as stored, without reading them back in a second sync
             self._take(store, written)
             for row in written:
@@ -486,8 +473,8 @@ class SymptomIndex:
         query = np.ascontiguousarray(vector, dtype=np.float16)
         if self._torch is not None:
             torch = self._torch
-            threads = 1 if n < ONE_THREAD_BELOW_ROWS else torch.get_num_threads()
-            with _torch_threads(torch, threads):
+            scope = one_torch_thread(torch) if n < ONE_THREAD_BELOW_ROWS else contextlib.nullcontext()
+            with scope:
                 product = torch.mv(torch.from_numpy(self._matrix[:n]), torch.from_numpy(query))
             return product.float().numpy()
         return self._matrix[:n].astype(np.float32) @ query.astype(np.float32)

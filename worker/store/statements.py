@@ -41,10 +41,6 @@ TRACKING = EscalationTracking.__table__
 ESCALATIONS = Escalation.__table__
 LINKS = EscalationTicket.__table__
 
-# The filters ``Store.actions`` and ``Store.ledger`` take, by parameter name.
-AUDIT_FILTERS = ("target", "subject", "escalation_id", "action", "delivery_id")
-
-
 @functools.cache
 def start_delivery(dialect: str) -> Insert:
     """Record the delivery as processing, or count one more attempt of one not yet processed; returns its
@@ -142,8 +138,9 @@ def record_action() -> Insert:
 
 @functools.cache
 def audit_entries(filters: tuple[str, ...], *, in_actions: bool = False) -> Select[Any]:
-    """Audit entries, newest first, at most ``limit``; each of ``filters`` (``AUDIT_FILTERS``) binds the
-    parameter of its name; ``in_actions`` binds ``actions``, a list."""
+    """Audit entries, newest first, at most ``limit``; each of ``filters`` (columns: ``Store.actions`` and
+    ``Store.ledger`` pass those they are given) binds the parameter of its name; ``in_actions`` binds
+    ``actions``, a list."""
     c = AUDIT.c
     query = select(AUDIT).order_by(c.id.desc()).limit(bindparam("limit"))
     if in_actions:
@@ -209,27 +206,23 @@ def escalations_under(sources: int, filtered: bool = False) -> Select[Any]:
     ``destinations`` (a list), except those of the ticket ``own_source``/``own_id``, which come whatever
     their destination and with all their tickets; the others come with the asked tickets only (a grouped
     escalation may hold thousands, and who asks about a look-alike's needs the escalation, not its list)."""
-    links = LINKS.c
-    asked = LINKS.alias("asked").c  # the links of the tickets asked about; ``links``: the rows returned
-    under = _of_tickets(asked, sources)
-    if not filtered:
-        return (
-            select(ESCALATIONS, links.ticket_source, links.ticket_id)
-            .join(LINKS, links.escalation_id == ESCALATIONS.c.id)
-            .where(ESCALATIONS.c.id.in_(select(asked.escalation_id).where(under).scalar_subquery()))
-            .order_by(ESCALATIONS.c.id, links.id)
+    links = LINKS.c  # the rows returned
+    other = LINKS.alias("other").c  # links looked up to choose the escalations
+    if filtered:
+        own = select(other.escalation_id).where(
+            other.ticket_source == bindparam("own_source"), other.ticket_id == bindparam("own_id")
         )
-    mine = LINKS.alias("mine").c
-    own = select(mine.escalation_id).where(
-        mine.ticket_source == bindparam("own_source"), mine.ticket_id == bindparam("own_id")
-    )
-    # A link carries its escalation's destination.
-    destinations = bindparam("destinations", expanding=True)
-    grouped = and_(_of_tickets(links, sources), links.destination.in_(destinations))
+        # A link carries its escalation's destination.
+        destinations = bindparam("destinations", expanding=True)
+        grouped = and_(_of_tickets(links, sources), links.destination.in_(destinations))
+        chosen = or_(links.escalation_id.in_(own.scalar_subquery()), grouped)
+    else:
+        asked = select(other.escalation_id).where(_of_tickets(other, sources))
+        chosen = ESCALATIONS.c.id.in_(asked.scalar_subquery())
     return (
         select(ESCALATIONS, links.ticket_source, links.ticket_id)
         .join(LINKS, links.escalation_id == ESCALATIONS.c.id)
-        .where(or_(links.escalation_id.in_(own.scalar_subquery()), grouped))
+        .where(chosen)
         .order_by(ESCALATIONS.c.id, links.id)
     )
 
