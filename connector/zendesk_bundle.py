@@ -1,11 +1,11 @@
 """Assemble the case bundle (DESIGN.md, "Contracts" → Case bundle) for one ticket, through zenpy.
 
-Calls, in order (every one through zenpy's public API; the URLs are what zenpy 2.0.x builds):
+Calls, in order (the URLs are what zenpy 2.0.x builds):
 
 1. ``GET /api/v2/tickets/{id}.json?include=slas`` — the ticket with ``slas.policy_metrics``.
 2. ``GET /api/v2/tickets/{id}/audits.json?page[size]=100`` — for priority/status changes (optional);
-   cursor paging (``meta.has_more`` + ``links.next``), followed by zenpy's generator. Oldest first
-   (the endpoint's ``sort_order`` defaults to ``asc``).
+   cursor paging (``meta.has_more`` + ``links.next``). Oldest first (the endpoint's ``sort_order``
+   defaults to ``asc``).
 3. ``GET /api/v2/tickets/{id}/comments.json?page[size]=100`` — only when the audits cannot stand in for
    it: Zendesk keeps a comment as the ``Comment`` event of the audit that added it (same id; see
    ``comments_from_audits``), so the audits already hold every comment, oldest first. This call is made
@@ -17,10 +17,12 @@ Calls, in order (every one through zenpy's public API; the URLs are what zenpy 2
 5. ``GET /api/v2/users/show_many.json?ids=…`` and ``/organizations/show_many.json?ids=…`` — 100 ids a
    call, the documented maximum.
 
-zenpy parses responses into objects; ``to_dict()`` gives the JSON back with two differences from the
-wire that we undo or accept: the key ``from`` (in ``via.source``) comes back as ``from_`` (restored
-here), and attributes zenpy knows about but the response lacked come back as ``null`` (harmless: the
-bundle contract reads a missing value and a null alike, as "unknown").
+The reads of one ticket (1 to 3) keep their JSON as Zendesk sent it (``connector.zendesk_json``: zenpy's
+session and URL, without its objects): two of them are made for every assessment. The others go through
+zenpy's objects; ``to_dict()`` gives the JSON back with two differences from the wire that we undo or accept:
+the key ``from`` (in ``via.source``) comes back as ``from_`` (restored here), and attributes zenpy knows
+about but the response lacked come back as ``null`` (harmless: the bundle contract reads a missing value
+and a null alike, as "unknown").
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any, TypeVar
 
 from zenpy import Zenpy
 
+from connector import zendesk_json
 from connector.directory import Directory
 from connector.errors import AuthError, NotFoundError, PermanentError
 
@@ -63,18 +66,19 @@ def _restore_keys(value: Any) -> Any:
 
 
 def get_ticket(client: Zenpy, ticket_id: int) -> dict[str, Any]:
-    return to_raw(client.tickets(id=int(ticket_id), include=["slas"]))
+    return zendesk_json.get(client, f"tickets/{int(ticket_id)}.json", {"include": "slas"})["ticket"]
 
 
 def list_comments(client: Zenpy, ticket_id: int, limit: int = DEFAULT_COMMENT_LIMIT) -> list[dict[str, Any]]:
     """The ticket's first ``limit`` comments, oldest first (the comments endpoint's default order)."""
-    comments = [to_raw(c) for c in islice(client.tickets.comments(ticket=int(ticket_id)), limit + 1)]
+    path = f"tickets/{int(ticket_id)}/comments.json"
+    comments = zendesk_json.cursor_pages(client, path, "comments", limit + 1)
     return _first_comments(comments, ticket_id, limit)
 
 
 def list_audits(client: Zenpy, ticket_id: int, limit: int = DEFAULT_AUDIT_LIMIT) -> list[dict[str, Any]]:
     """The ticket's first ``limit`` audits, oldest first."""
-    return [to_raw(a) for a in islice(client.tickets.audits(ticket=int(ticket_id)), limit)]
+    return zendesk_json.cursor_pages(client, f"tickets/{int(ticket_id)}/audits.json", "audits", limit)
 
 
 # Audit events that are comments: the comments endpoint's ``type`` is "Comment" or "VoiceComment", and a
@@ -98,9 +102,8 @@ def comments_from_audits(audits: Iterable[dict[str, Any]]) -> list[dict[str, Any
     as the comments endpoint reports it. (Ticket Audits API, Ticket Comments API and the Ticket Audit
     events reference on developer.zendesk.com.)
 
-    Known differences from the endpoint, none read by the rules: a comment's ``metadata`` may carry
-    comment flags its audit's does not; and zenpy pads what it maps with nulls for attributes the wire
-    lacked (module docstring), which it does for the comments endpoint's attachments, not for events.
+    Known difference from the endpoint, not read by the rules: a comment's ``metadata`` may carry comment
+    flags its audit's does not.
     """
     comments: list[dict[str, Any]] = []
     by_id: dict[Any, dict[str, Any]] = {}

@@ -249,6 +249,47 @@ def test_zendesk_audits_refused_leave_the_comments_to_their_endpoint(zendesk):
     assert _paths()[-1] == "/api/v2/tickets/42/comments.json"
 
 
+@responses.activate
+def test_zendesk_ticket_read_answered_without_json_is_a_permanent_error(zendesk):
+    """A proxy's HTML page with a 200: the ticket cannot be judged from it, and retrying gives the same."""
+    responses.get(TICKET_URL, body="<html>Service</html>", content_type="text/html")
+    with pytest.raises(errors.PermanentError, match="without a JSON object"):
+        zendesk.get_ticket(42)
+    responses.replace(responses.GET, TICKET_URL, json=["not", "an", "object"])
+    with pytest.raises(errors.PermanentError, match=r"/api/v2/tickets/42\.json answered 200"):
+        zendesk.get_ticket(42)
+
+
+@responses.activate
+def test_zendesk_audits_answered_without_json_leave_the_comments_to_their_endpoint(zendesk):
+    responses.get(TICKET_URL, json={"ticket": {"id": 42, "requester_id": None, "organization_id": None}})
+    responses.get(AUDITS_URL, body="truncated {", content_type="application/json")
+    responses.get(COMMENTS_URL, json={"comments": [{"id": 9, "body": "Hi"}], "meta": {"has_more": False}})
+    bundle = zendesk.fetch_bundle(42, history_days=0)
+    assert "audits" not in bundle and [c["body"] for c in bundle["comments"]] == ["Hi"]
+
+
+@responses.activate
+def test_zendesk_audits_are_read_page_by_page_up_to_the_limit(zendesk):
+    """Cursor paging as Zendesk documents it: ``links.next`` while ``meta.has_more``, no page past the
+    limit, the ticket's JSON kept as sent (no keys added)."""
+    from connector import zendesk_bundle
+
+    def page(first: int, more: bool) -> dict:
+        audits = [{"id": i, "events": []} for i in range(first, first + 100)]
+        return {"audits": audits, "meta": {"has_more": more},
+                "links": {"next": f"{AUDITS_URL}?page[after]={first + 99}" if more else None}}  # fmt: skip
+
+    responses.get(AUDITS_URL, json=page(0, True), match=[responses.matchers.query_param_matcher(
+        {"page[size]": "100"})])  # fmt: skip
+    responses.get(AUDITS_URL, json=page(100, True), match=[responses.matchers.query_param_matcher(
+        {"page[after]": "99"})])  # fmt: skip
+    audits = zendesk_bundle.list_audits(zendesk._client, 42, limit=150)
+    assert [a["id"] for a in audits] == list(range(150))
+    assert len(responses.calls) == 2
+    assert audits[0] == {"id": 0, "events": []}
+
+
 # ----- Jira through the jira client -----
 
 
