@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -445,6 +446,27 @@ def test_the_stamp_of_an_assessment_carries_its_verdict_not_its_decision(store):
     assert store.assessment_stamp(TicketRef.zendesk(43)).verdict is None  # a decision without one
 
 
+def test_an_assessment_read_or_kept_can_bring_the_latest_entry_of_an_action_on_its_ticket(store):
+    """One statement instead of two: the stamp and the kept assessment carry the latest entry of the
+    asked action on their own ticket, not another action's, not another ticket's."""
+    other = TicketRef.zendesk(43)
+    store.record_assessment(TICKET, DECISION, ruleset_version="r1")
+    assert store.assessment_stamp(TICKET, last_action="note").last_action is None  # none yet
+    kept = store.record_assessment(TICKET, DECISION, ruleset_version="r1", last_action="note")
+    assert kept.last_action is None
+    store.record_action("zendesk", "note", TICKET.id, detail={"n": 1})
+    second = store.record_action("zendesk", "note", TICKET.id, detail={"n": 2})
+    store.record_action("zendesk", "tags", TICKET.id, detail={"n": 3})  # another action
+    store.record_action("zendesk", "note", other.id, detail={"n": 4})  # another ticket
+    store.record_action("jsm", "note", TICKET.id, detail={"n": 5})  # another desk's ticket of that id
+    stamp = store.assessment_stamp(TICKET, last_action="note")
+    assert (stamp.last_action.at, stamp.last_action.detail) == (second.at, {"n": 2})
+    kept = store.record_assessment(TICKET, DECISION, ruleset_version="r1", last_action="note")
+    assert kept.last_action.detail == {"n": 2}
+    assert dataclasses.replace(kept, last_action=None) == store.latest_assessment(TICKET)
+    assert store.assessment_stamp(TICKET).last_action is None  # not asked: not read
+
+
 def test_escalations_of_tickets_come_with_all_their_tickets_oldest_first(store):
     a, b, c, d = (TicketRef.zendesk(n) for n in (1, 2, 3, 4))
     jsm = TicketRef.of("jsm", "SUP-1")
@@ -486,6 +508,47 @@ def test_escalations_of_tickets_come_with_all_their_tickets_oldest_first(store):
     assert [e.id for e in store.escalations_of_tickets([c], destinations={"engineering"}, own=c)[c]] == [
         security.id
     ]
+    # A link found both ways (the ticket's own escalation, to an asked destination) comes once.
+    both = store.escalations_of_tickets([a, b], destinations={"engineering"}, own=a)
+    assert both[a][0].tickets == (a, b, jsm) and [x.id for x in both[b]] == [first.id]
+
+
+def test_the_escalations_of_a_tickets_look_alikes_are_found_by_index_at_scale(store):
+    """What every assessment reads must not grow with the escalations ever made: on PostgreSQL, with
+    20,000 escalations and 60,000 links, the plan reads the links by index and never scans either table
+    (the OR it once had read them all: 12 ms a job)."""
+    from sqlalchemy.dialects import postgresql
+
+    from worker.store import statements
+
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's plans; SQLite's planner is another matter")
+    escalations = (
+        "INSERT INTO escalations (destination, state, severity, created_at, updated_at, state_changed_at)"
+        " SELECT (ARRAY['engineering','product','security'])[g % 3 + 1], 'suggested', 'high', now(),"
+        " now(), now() FROM generate_series(1, 20000) g"
+    )
+    links = (
+        "INSERT INTO escalation_tickets (escalation_id, ticket_source, ticket_id, destination, is_open,"
+        " role, linked_at) SELECT e.id, 'zendesk', ((e.id * 7 + k) % 20000)::text, e.destination, false,"
+        " 'primary', now() FROM escalations e, generate_series(0, 2) k"
+    )
+    with store.engine.begin() as connection:
+        for sql in (escalations, links, "ANALYZE escalations", "ANALYZE escalation_tickets"):
+            connection.execute(text(sql))
+    asked = [str(n) for n in range(100, 125)]
+    values = {"source_0": "zendesk", "ids_0": asked, "destinations": ["engineering", "product"]}
+    values |= {"own_source": "zendesk", "own_id": "100"}
+    for filtered in (True, False):
+        query = statements.escalations_under(1, filtered, True).compile(dialect=postgresql.dialect())
+        with store.engine.connect() as connection:
+            plan = "\n".join(r[0] for r in connection.exec_driver_sql(f"EXPLAIN {query}", values))
+        assert "Seq Scan" not in plan, plan
+    own, other = TicketRef.zendesk(100), TicketRef.zendesk(101)
+    found = store.escalations_of_tickets([own, other], destinations={"engineering"}, own=own)
+    mine = store.escalations_of_tickets([own])[own]  # unfiltered: all of its escalations
+    assert [e.id for e in found[own]] == [e.id for e in mine] and mine
+    assert all(e.destination == "engineering" or e in mine for e in found.get(other, []))
 
 
 def test_symptom_changes_read_the_highest_id_and_the_rows_written_since(store):

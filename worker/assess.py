@@ -18,11 +18,11 @@ from worker.jobs import JobContext
 from worker.metrics import count_decision
 from worker.runtime import runtime_for
 from worker.store import (
-    ActionRecord,
     AssessmentStamp,
     EscalationDraft,
     EscalationRecord,
     EscalationState,
+    LastAction,
     TicketRef,
 )
 
@@ -63,41 +63,35 @@ def reassess_after() -> float:
         return DEFAULT_REASSESS_AFTER
 
 
-def last_note(ctx: JobContext, ref: TicketRef) -> ActionRecord | None:
-    """The latest assessment note written on the ticket (its audit entry)."""
-    notes = ctx.store.actions(target=ref.source, subject=ref.id, action=NOTE_ACTION, limit=1)
-    return notes[0] if notes else None
+def last_stamp(ctx: JobContext, ref: TicketRef) -> AssessmentStamp | None:
+    """The ticket's latest assessment with its latest note (for ``_our_echo``), when a repeated event
+    may be answered from it at all (``reassess_after()`` above 0)."""
+    if reassess_after() <= 0:
+        return None
+    return ctx.store.assessment_stamp(ref, last_action=NOTE_ACTION)
 
 
 def still_current(
-    ctx: JobContext,
-    ref: TicketRef,
-    updated_at: Any,
-    ruleset_version: str,
-    delivery: str | None,
-) -> AssessmentStamp | None:
-    """The latest assessment when it judged this very version of the ticket, under these rules, recently,
-    for another delivery: a repeated or echoed event (our own note and tags update the ticket too) needs
-    no second judgement. A retry of the delivery that made it is never skipped: that job may have failed
-    after the assessment was kept, with its actions half done."""
-    window = reassess_after()
-    if not updated_at or window <= 0:
-        return None
-    last = ctx.store.assessment_stamp(ref)
-    if last is None or last.ruleset_version != ruleset_version or not isinstance(last.trace, dict):
-        return None
+    last: AssessmentStamp | None, updated_at: Any, ruleset_version: str, delivery: str | None
+) -> bool:
+    """Whether ``last`` judged this very version of the ticket, under these rules, recently, for another
+    delivery: a repeated or echoed event (our own note and tags update the ticket too) needs no second
+    judgement. A retry of the delivery that made it is never skipped: that job may have failed after the
+    assessment was kept, with its actions half done."""
+    if last is None or not updated_at:
+        return False
+    if last.ruleset_version != ruleset_version or not isinstance(last.trace, dict):
+        return False
     if last.trace.get("delivery") == delivery:
-        return None
-    if last.trace.get("ticket_updated_at") != updated_at and not _our_echo(updated_at, last, ctx, ref):
-        return None
-    if (datetime.now(UTC) - last.assessed_at).total_seconds() > window:
-        return None
-    return last
+        return False
+    if last.trace.get("ticket_updated_at") != updated_at and not _our_echo(updated_at, last):
+        return False
+    return (datetime.now(UTC) - last.assessed_at).total_seconds() <= reassess_after()
 
 
-def _our_echo(updated_at: Any, last: AssessmentStamp, ctx: JobContext, ref: TicketRef) -> bool:
+def _our_echo(updated_at: Any, last: AssessmentStamp) -> bool:
     """Whether the ticket's only change since ``last`` is the note that assessment's job wrote."""
-    note = last_note(ctx, ref)
+    note = last.last_action
     if note is None or note.at < last.assessed_at:
         return False
     return (note.detail or {}).get("ticket_updated_at") == updated_at
@@ -122,9 +116,9 @@ def assess_ticket(
     if source == SOURCE:  # a Zendesk ticket's updated_at costs one read: enough to tell it unchanged
         raw = rt.zendesk.get_ticket(int(ticket_id))
         updated_at = seen["ticket_updated_at"] = raw.get("updated_at")
-        version = rt.rules.version
-        last = None if force else still_current(ctx, ref, updated_at, version, seen["delivery"])
-        if last is not None:
+        last = None if force or not updated_at else last_stamp(ctx, ref)
+        if still_current(last, updated_at, rt.rules.version, seen["delivery"]):
+            assert last is not None
             return {"ticket_id": ref.id, "verdict": last.verdict, "unchanged": True}
     case = desk.case(symptom_index.case_bundle(ctx, ref, ticket=raw))  # the ticket just read is reused
     decision = evaluate(case, rt.rules, rt.matcher).to_dict()
@@ -135,9 +129,10 @@ def assess_ticket(
         matcher=decision["matcher"],
         trace=seen,
         delivery=delivery,
+        last_action=NOTE_ACTION,  # read as late as this: another job may have noted since
     )
     count_decision(record)
-    noted = tell_agent(ctx, ref, decision, known_tags=case.ticket.tags)
+    noted = tell_agent(ctx, ref, decision, record.last_action, known_tags=case.ticket.tags)
     outcome: dict[str, Any] = {"ticket_id": ref.id, "verdict": decision["verdict"], "noted": noted}
     placed = rollup.place(ctx, ref, decision, case.ticket)  # joins its symptom's; regressions
     # The ticket's open escalations, as place read them: escalating and settling start from them too.
@@ -181,13 +176,18 @@ def _escalation(
 
 
 def tell_agent(
-    ctx: JobContext, ref: TicketRef, decision: dict[str, Any], *, known_tags: Iterable[str] | None = None
+    ctx: JobContext,
+    ref: TicketRef,
+    decision: dict[str, Any],
+    last: LastAction | None,
+    *,
+    known_tags: Iterable[str] | None = None,
 ) -> bool:
     """An internal note with the assessment (a JSM internal comment, never public) and tags (JSM labels)
-    naming destination and severity, once per verdict."""
+    naming destination and severity, once per verdict. ``last``: the ticket's latest note entry, read
+    just before (the kept assessment's statement reads it)."""
     desk = runtime_for(ctx.settings).desk(ref.source)
     print_ = fingerprint(decision)
-    last = last_note(ctx, ref)  # read now, not reused from earlier in the job: another job may have noted
     if last is not None and (last.detail or {}).get("fingerprint") == print_:
         return False
     current = decision_tags(decision)

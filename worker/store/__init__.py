@@ -18,6 +18,7 @@ from worker.store.records import (
     AssessmentStamp,
     DeliveryRecord,
     EscalationRecord,
+    LastAction,
     TicketRef,
 )
 from worker.store.store import Store
@@ -35,6 +36,7 @@ __all__ = [
     "EscalationRecord",
     "EscalationState",
     "InvalidTransition",
+    "LastAction",
     "Store",
     "TicketAlreadyEscalated",
     "TicketRef",

@@ -320,7 +320,9 @@ class FollowupVerbs:
         rows: dict[int, Row[Any]] = {}
         tickets: dict[int, list[TicketRef]] = {}
         with self._connect() as connection:
-            for row in connection.execute(statements.escalations_under(len(by_source), filtered), values):
+            arrays = connection.dialect.name == "postgresql"
+            query = statements.escalations_under(len(by_source), filtered, arrays)
+            for row in connection.execute(query, values):
                 rows.setdefault(row.id, row)
                 tickets.setdefault(row.id, []).append(TicketRef(row.ticket_source, row.ticket_id))
         found: dict[TicketRef, list[EscalationRecord]] = {}

@@ -62,6 +62,18 @@ class DeliveryRecord:
 
 
 @dataclass(frozen=True)
+class LastAction:
+    """The latest audit entry of one action on a ticket (the assessment note, say): when, and its detail."""
+
+    at: datetime
+    detail: Mapping[str, Any] | None
+
+    @classmethod
+    def of(cls, at: datetime | None, detail: Mapping[str, Any] | None) -> LastAction | None:
+        return cls(at, detail) if at is not None else None
+
+
+@dataclass(frozen=True)
 class AssessmentRecord:
     id: int
     ticket: TicketRef
@@ -73,6 +85,8 @@ class AssessmentRecord:
     trace: Any
     ruleset_version: str
     matcher: str | None
+    # Read by the statement that kept it, when asked: the latest entry of an action on the ticket.
+    last_action: LastAction | None = None
 
     @classmethod
     def of(cls, row: Assessment) -> AssessmentRecord:
@@ -99,6 +113,7 @@ class AssessmentStamp:
     ruleset_version: str
     trace: Any
     verdict: str | None
+    last_action: LastAction | None = None  # when asked: the latest entry of an action on the ticket
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from worker.store.records import (
     AssessmentRecord,
     AssessmentStamp,
     DeliveryRecord,
+    LastAction,
     TicketRef,
 )
 
@@ -217,9 +218,11 @@ class Store(EscalationVerbs, FollowupVerbs):
         matcher: str | None = None,
         trace: Any = None,
         delivery: tuple[str, str] | None = None,
+        last_action: str | None = None,
     ) -> AssessmentRecord:
         """Keep one evaluation of a ticket. ``decision`` is the Decision JSON (DESIGN.md); the columns
-        copied out of it are there for queries, the JSON stays the truth."""
+        copied out of it are there for queries, the JSON stays the truth. ``last_action``: the record
+        carries the latest audit entry of that action on the ticket, read by the same statement."""
         values: dict[str, Any] = {
             "ticket_source": ticket.source,
             "ticket_id": ticket.id,
@@ -233,15 +236,16 @@ class Store(EscalationVerbs, FollowupVerbs):
         }
         if delivery is not None:  # looked up by the INSERT itself: one statement
             values["d_source"], values["d_id"] = delivery
+        if last_action is not None:
+            values.update(_action_binds(ticket, last_action))
         # Not the whole row back: the decision is what was just sent, and reading it again costs a parse.
+        statement = statements.record_assessment(delivery is not None, last_action is not None)
         with self._connect(write=True) as connection:
-            row_id, assessed_at = connection.execute(
-                statements.record_assessment(delivery is not None), values
-            ).one()
+            row = connection.execute(statement, values).one()
         return AssessmentRecord(
-            row_id,
+            row[0],
             ticket,
-            assessed_at,
+            row[1],
             values["escalate"],
             values["destination"],
             values["severity"],
@@ -249,20 +253,27 @@ class Store(EscalationVerbs, FollowupVerbs):
             trace,
             ruleset_version,
             matcher,
+            LastAction.of(*row[2:]) if last_action is not None else None,
         )
 
     def latest_assessment(self, ticket: TicketRef) -> AssessmentRecord | None:
         found = self.assessments(ticket, limit=1)
         return found[0] if found else None
 
-    def assessment_stamp(self, ticket: TicketRef) -> AssessmentStamp | None:
+    def assessment_stamp(
+        self, ticket: TicketRef, *, last_action: str | None = None
+    ) -> AssessmentStamp | None:
         """The ticket's latest assessment, without its decision but for the verdict: what a repeated
-        event checks before judging again (a decision with its package is many kilobytes of JSON)."""
+        event checks before judging again (a decision with its package is many kilobytes of JSON).
+        ``last_action``: with the latest audit entry of that action on the ticket, in the same statement."""
+        values = {"source": ticket.source, "ticket": ticket.id}
+        if last_action is not None:
+            values.update(_action_binds(ticket, last_action))
         with self._connect() as connection:
-            row = connection.execute(
-                statements.assessment_stamp(), {"source": ticket.source, "ticket": ticket.id}
-            ).first()
-        return AssessmentStamp(*row) if row is not None else None
+            row = connection.execute(statements.assessment_stamp(last_action is not None), values).first()
+        if row is None:
+            return None
+        return AssessmentStamp(*row[:5], LastAction.of(*row[5:]) if last_action is not None else None)
 
     def assessments(self, ticket: TicketRef, *, limit: int = 20) -> list[AssessmentRecord]:
         """The ticket's assessments, newest first."""
@@ -329,6 +340,11 @@ class Store(EscalationVerbs, FollowupVerbs):
         query = statements.audit_entries(tuple(values))
         with self._connect() as connection:
             return [ActionRecord.of(row) for row in connection.execute(query, {**values, "limit": limit})]
+
+
+def _action_binds(ticket: TicketRef, action: str) -> dict[str, str]:
+    """The parameters of ``statements.latest_action``."""
+    return {"a_target": ticket.source, "a_subject": ticket.id, "a_action": action}
 
 
 def _delivery(session: Session, source: str, delivery_id: str) -> Delivery | None:
