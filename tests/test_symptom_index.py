@@ -200,6 +200,35 @@ def test_the_window_and_the_threshold_narrow_a_query(fresh, matcher):
     assert index.query(text, threshold=0.999) == []
 
 
+def test_a_jobs_two_searches_for_one_text_are_one_until_the_copy_changes(fresh, matcher, monkeypatch):
+    """History (a window) and group (all time) come from one search: the window's matches are those a
+    windowed search finds, a change to the copy starts a new search, and a search cut short by the limit
+    gives the window a search of its own."""
+    old = raw(4, "CSV export times out", "The CSV export request times out every time.", hours_ago=24 * 20)
+    index = index_for(fresh, matcher)
+    index.add(fresh, [CSV, CSV_AGAIN, INVOICE, old])
+    searches: list[datetime | None] = []
+    query = index.query
+    monkeypatch.setattr(index, "query", lambda *a, **k: searches.append(k.get("since")) or query(*a, **k))
+    text, since = "Export to CSV fails with timeout", NOW - timedelta(days=14)
+
+    def ids(found) -> list[str]:
+        return [hit.ticket.id for hit, _row in found]
+
+    window = index.matches(fresh, text, since=since)
+    assert sorted(ids(window)) == ["1", "2"] and searches == [None]  # one all-time search
+    assert sorted(ids(index.matches(fresh, text))) == ["1", "2", "4"] and searches == [None]  # kept
+    assert ids(window) == ids(index._search(fresh, text, None, since, None, matcher.threshold, 200)[0])
+    searches.clear()
+
+    index.add(fresh, [raw(5, "CSV export keeps timing out", "Export to CSV times out.", org=505)])
+    assert "5" in ids(index.matches(fresh, text)) and searches == [None]  # the copy changed: a new search
+
+    searches.clear()
+    assert sorted(ids(index.matches(fresh, text, since=since, limit=1))) in (["1"], ["2"], ["5"])
+    assert searches == [None, since]  # two candidates for a limit of 1: the window searched on its own
+
+
 def test_pruning_keeps_the_tickets_of_escalations(fresh, matcher):
     old = [raw(10 + i, f"Old report {i}", "The CSV export timed out.", hours_ago=24 * 30) for i in range(3)]
     index_for(fresh, matcher).add(fresh, [*old, CSV])

@@ -190,6 +190,8 @@ class SymptomIndex:
         self._clear()
 
     def _clear(self) -> None:
+        self._generation = getattr(self, "_generation", 0) + 1  # a kept search is of an older copy
+        self._kept: tuple[Any, int, list[tuple[Hit, SymptomRecord]], bool] | None = None
         self._n = 0
         self._matrix = np.zeros((0, self.dims), dtype=np.float16)
         self._row_ids = np.zeros(0, dtype=np.int64)
@@ -379,6 +381,7 @@ class SymptomIndex:
             self._load_texts(store, [r.id for r in rows])
 
     def _put(self, rows: Sequence[SymptomRecord]) -> None:
+        self._generation += 1
         fresh = []
         for r in rows:
             pos = self._pos.get(r.id)
@@ -458,7 +461,7 @@ class SymptomIndex:
         for row in store.symptom_rows(ids):
             pos = self._pos.get(row.id)
             if pos is not None:
-                self._texts[pos] = entry_text(raw_from_row(row))[2]
+                self._texts[pos] = entry_text({"subject": row.subject, "description": row.description})[2]
 
     # -- querying --------------------------------------------------------------------------------
 
@@ -534,13 +537,55 @@ class SymptomIndex:
         limit: int = HISTORY_LIMIT,
     ) -> list[tuple[Hit, SymptomRecord]]:
         """Indexed tickets at or above the threshold, best first, with their rows: the candidates of
-        ``query`` scored again in float32 from the store's vectors (the rules' own arithmetic)."""
+        ``query`` scored again in float32 from the store's vectors (the rules' own arithmetic).
+
+        A job asks twice for one text: its history (``since``) and its group (all time). Both come from
+        one all-time search, kept until the copy changes, whenever that search was not cut short by
+        ``limit``: the window's matches are then exactly those of it created since ``since``."""
         wanted = self.matcher.threshold if threshold is None else threshold
+        if vector is not None:  # a caller's own vector: not what the kept search was made with
+            found, _whole = self._search(store, text, vector, since, exclude, wanted, limit)
+            return found[:limit]
+        found, whole = self._all_time(store, text, exclude, wanted, limit)
+        if since is None:
+            return found[:limit]
+        if not whole:
+            found, _whole = self._search(store, text, None, since, exclude, wanted, limit)
+            return found[:limit]
+        moment = since.timestamp()
+        recent = [m for m in found if m[0].created_at is None or m[0].created_at.timestamp() >= moment]
+        return recent[:limit]
+
+    def _all_time(
+        self, store: Store, text: str, exclude: TicketRef | None, wanted: float, limit: int
+    ) -> tuple[list[tuple[Hit, SymptomRecord]], bool]:
+        key = (text, exclude, wanted, limit)
+        with self._lock:
+            kept = self._kept
+            if kept is not None and kept[0] == key and kept[1] == self._generation:
+                return kept[2], kept[3]
+            generation = self._generation
+        found, whole = self._search(store, text, None, None, exclude, wanted, limit)
+        with self._lock:
+            self._kept = (key, generation, found, whole)
+        return found, whole
+
+    def _search(
+        self,
+        store: Store,
+        text: str,
+        vector: np.ndarray | None,
+        since: datetime | None,
+        exclude: TicketRef | None,
+        wanted: float,
+        limit: int,
+    ) -> tuple[list[tuple[Hit, SymptomRecord]], bool]:
+        """Every match among ``query``'s first ``2 * limit`` candidates, best first, and whether those were
+        all the candidates (then the list holds every match, even past ``limit``)."""
         if self.semantic and vector is None:
             vector = self.vector(text)
-        hits = self.query(
-            text, vector=vector, since=since, exclude=exclude, threshold=wanted, limit=limit * 2
-        )
+        cap = limit * 2
+        hits = self.query(text, vector=vector, since=since, exclude=exclude, threshold=wanted, limit=cap)
         rows = self._full_rows(store, [h.row_id for h in hits])
         found: list[tuple[Hit, SymptomRecord]] = []
         for hit in hits:
@@ -553,7 +598,7 @@ class SymptomIndex:
             if score >= wanted - 1e-6:  # the rules score the same vectors; summation order may differ
                 found.append((replace(hit, score=score), row))
         found.sort(key=lambda pair: -pair[0].score)
-        return found[:limit]
+        return found, len(hits) < cap
 
     def _full_rows(self, store: Store, ids: Sequence[int]) -> dict[int, SymptomRecord]:
         """Full rows by id: from this process's cache while the copy says the row was not written
@@ -594,7 +639,7 @@ class SymptomIndex:
         usable = [r for r in rows if self._usable(r) and r.embedding]
         if remember is None or not usable or not self.semantic:
             return
-        texts = [entry_text(raw_from_row(r))[2] for r in usable]
+        texts = [entry_text({"subject": r.subject, "description": r.description})[2] for r in usable]
         vectors = np.frombuffer(b"".join(r.embedding or b"" for r in usable), dtype=np.float32)
         remember(texts, vectors.reshape(len(usable), self.dims))
 
@@ -691,9 +736,11 @@ def fetch_bundle(
             mark_filled(ctx.store, now - timedelta(days=int(days)))
         return bundle
     bundle = rt.zendesk.fetch_bundle(ticket_id, history_days=0, ticket=ticket)
-    index.add(ctx.store, [bundle["ticket"]], synced=True)
+    neutral = _neutral(bundle["ticket"])  # converted once: indexed, then searched for
+    if neutral is not None:
+        index.add(ctx.store, [neutral], synced=True)
     ref = TicketRef.of(SOURCE, ticket_id)
-    text = ticket_from_zendesk(bundle["ticket"]).text
+    text = neutral.text if neutral is not None else ""
     found = index.matches(ctx.store, text, since=now - timedelta(days=days), exclude=ref) if text else []
     rows = [row for _hit, row in found]
     index.remember(rows)
