@@ -7,7 +7,9 @@ judge it, keep the assessment, tell the agent, create and link Jira issues where
     python bench/bench_pipeline.py --worker simple --events 600  # `rq worker -w SimpleWorker`
 
 Options: --workers N (processes), --database postgresql|sqlite, --mode steady|changed|fresh, --redis-url URL
-(default: a private redis-server on a spare port), --events N (measured events), --profile FILE (the first
+(default: a private redis-server on a spare port), --events N (measured events), --backlog N (the store
+starts with the history of a service that has run for a while: N closed escalations of three tickets each,
+ten assessments, deliveries and audit entries per escalation; PostgreSQL only), --profile FILE (the first
 worker under cProfile: where its time goes, not a figure).
 
 What runs where: the sandbox (Zendesk and Jira) in one process, each worker in its own, Redis and
@@ -69,6 +71,47 @@ from worker.config import Settings
 
 TARGET_PER_WORKER = 50.0
 DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+# A service's past, in bulk: closed escalations of three tickets each, with the assessments, deliveries
+# and audit entries a history that long leaves. Ticket ids "past-<n>" never meet the sandbox's.
+BACKLOG_SQL = (
+    "INSERT INTO escalations (destination, state, severity, jira_key, created_at, updated_at,"
+    " state_changed_at) SELECT (ARRAY['engineering','product','security','leadership'])[g % 4 + 1],"
+    " (ARRAY['closed','dismissed','customer_updated'])[g % 3 + 1], 'high',"
+    " CASE WHEN g % 3 <> 1 THEN 'PAST-' || g END, now() - g * interval '1 min', now(), now()"
+    " FROM generate_series(1, :n) g",
+    "INSERT INTO escalation_tickets (escalation_id, ticket_source, ticket_id, destination, is_open, role,"
+    " linked_at) SELECT e.id, 'zendesk', 'past-' || ((e.id * 7 + k) % (:n * 2)), e.destination, false,"
+    " 'primary', e.created_at FROM escalations e, generate_series(0, 2) k WHERE e.jira_key LIKE 'PAST-%'"
+    " OR e.state = 'dismissed'",
+    "INSERT INTO escalation_tracking (escalation_id, missed_intervals, updated_at)"
+    " SELECT id, 0, now() FROM escalations",
+    "INSERT INTO deliveries (source, delivery_id, kind, subject, status, attempts, received_at, processed_at)"
+    " SELECT 'zendesk', 'past-' || g, 'trigger', 'past-' || (g % (:n * 2)), 'processed', 1,"
+    " now() - g * interval '1 s', now() - g * interval '1 s' FROM generate_series(1, :n * 10) g",
+    "INSERT INTO assessments (ticket_source, ticket_id, assessed_at, escalate, decision, trace,"
+    " ruleset_version) SELECT 'zendesk', 'past-' || (g % (:n * 2)), now() - g * interval '1 s', false,"
+    " '{\"verdict\": \"Stays with support\"}', '{}', 'past' FROM generate_series(1, :n * 10) g",
+    "INSERT INTO audit_log (at, target, action, subject, outcome, actor, escalation_id, detail)"
+    " SELECT now() - g * interval '1 s', 'zendesk', 'assessment_note', 'past-' || (g % (:n * 2)), 'ok',"
+    " 'rules', NULL, '{}' FROM generate_series(1, :n * 10) g",
+    "ANALYZE",
+)
+
+
+def fill_backlog(database_url: str, escalations: int) -> None:
+    from sqlalchemy import text
+
+    from worker.store.engine import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            for sql in BACKLOG_SQL:
+                connection.execute(text(sql), {"n": escalations})
+    finally:
+        engine.dispose()
 
 
 def worker_command(kind: str, redis_url: str, queue: str, profile: Path | None = None) -> list[str]:
@@ -162,16 +205,21 @@ def main() -> int:
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--mode", choices=["steady", "changed", "fresh"], default="steady")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
+    parser.add_argument("--backlog", type=int, default=0, metavar="N",
+                        help="start from a store holding N past escalations and their history (PostgreSQL)")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="run the (first) worker under cProfile and write its stats to FILE "
                         "(read with `python -m pstats FILE`); slows the worker, so not for figures")
     args = parser.parse_args()
+    if args.backlog and args.database != "postgresql":
+        parser.error("--backlog fills the store with PostgreSQL's generate_series: use --database postgresql")
 
     info = machine()
     print_machine(info)
     print(f"pipeline: {args.events} events, mode {args.mode}, {args.workers} x {args.worker} worker, "
-          f"{args.database}, Redis {'given' if args.redis_url else 'private redis-server'}, "
+          f"{args.database}{f' with a backlog of {args.backlog} escalations' if args.backlog else ''}, "
+          f"Redis {'given' if args.redis_url else 'private redis-server'}, "
           "sandbox in its own process on this machine")
 
     sandbox = SandboxProcess()
@@ -185,6 +233,11 @@ def main() -> int:
             settings = Settings(zendesk_webhook_secret=WEBHOOK_SECRET, redis_url=redis_url,
                                 database_url=database_url, queue_name=queue)
             app = create_app(settings)  # migrates the database
+            if args.backlog:
+                started = time.monotonic()
+                fill_backlog(database_url, args.backlog)
+                took = time.monotonic() - started
+                print(f"backlog: {args.backlog} escalations and their history, filled in {took:.1f} s")
             service = app.extensions["escalate"]
             client = app.test_client()
             connection = service.queue.connection
