@@ -307,7 +307,8 @@ def main() -> int:
     print(f"jira issues created:  {len(created)} ({keys})")
     print(f"CPU (cores):          {meter.summary()}")
     if failed:
-        trace = (failed[0].exc_info or "").strip()[-500:]
+        result = failed[0].latest_result()
+        trace = ((result.exc_string if result is not None else None) or "").strip()[-500:]
         print(f"FAILED JOBS: {len(failed)}; first: {failed[0].id}: {trace}")
     verdict = "met" if per_worker >= TARGET_PER_WORKER and not failed else "NOT met"
     print(f"target >= {TARGET_PER_WORKER:g} events/s per worker: {verdict}")

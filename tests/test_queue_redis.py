@@ -387,6 +387,16 @@ def test_requeue_all_gives_the_jobs_a_fresh_retry_budget(
     assert job.get_status(refresh=True) == JobStatus.FINISHED
 
 
+def test_a_failure_without_our_reason_shows_the_last_line_of_rqs_traceback(redis_app, worker_ctx):
+    """A job that died before it could note why (RQ kept only its traceback, with its result)."""
+    rq_queue: Queue = worker_ctx.queue.rq
+    job = rq_queue.enqueue("builtins.int", "not a number", job_id="not-ours")
+    run_worker(worker_ctx)
+    assert job.get_status(refresh=True) == JobStatus.FAILED and "failure_reason" not in job.meta
+    expected = "ValueError: invalid literal for int() with base 10: 'not a number'"
+    assert cli_jobs.failure_reason(job) == expected
+
+
 def test_job_commands_need_redis(monkeypatch, capsys):
     monkeypatch.delenv("REDIS_URL", raising=False)
     parser = argparse.ArgumentParser()

@@ -93,7 +93,8 @@ def failure_reason(job: Job) -> str:
     reason = job.meta.get("failure_reason") if isinstance(job.meta, dict) else None
     if reason:
         return str(reason)
-    trace = (job.exc_info or "").strip()
+    result = job.latest_result()  # RQ 2+ keeps the traceback with the result (job.exc_info is deprecated)
+    trace = ((result.exc_string if result is not None else None) or "").strip()
     return trace.splitlines()[-1] if trace else "(no reason recorded)"
 
 
