@@ -116,6 +116,11 @@ def entry_text(raw: Mapping[str, Any]) -> tuple[str, str, str]:
     return subject, description, f"{subject}\n{description}".strip()
 
 
+def _row_text(row: SymptomRecord) -> str:
+    """The text an indexed row was embedded from."""
+    return entry_text({"subject": row.subject, "description": row.description})[2]
+
+
 def raw_from_row(row: SymptomRecord) -> dict[str, Any]:
     """An indexed ticket in the Zendesk shape the case adapter reads for history."""
     return {
@@ -187,10 +192,11 @@ class SymptomIndex:
         self.dims = int(getattr(matcher, "dimensions", 0)) if self.semantic else 0
         self._torch = _torch() if self.semantic else None
         self._lock = threading.RLock()
+        self._generation = 0  # moves with every change to the copy
         self._clear()
 
     def _clear(self) -> None:
-        self._generation = getattr(self, "_generation", 0) + 1  # a kept search is of an older copy
+        self._generation += 1  # a kept search is of an older copy
         self._kept: tuple[Any, int, list[tuple[Hit, SymptomRecord]], bool] | None = None
         self._n = 0
         self._matrix = np.zeros((0, self.dims), dtype=np.float16)
@@ -461,7 +467,7 @@ class SymptomIndex:
         for row in store.symptom_rows(ids):
             pos = self._pos.get(row.id)
             if pos is not None:
-                self._texts[pos] = entry_text({"subject": row.subject, "description": row.description})[2]
+                self._texts[pos] = _row_text(row)
 
     # -- querying --------------------------------------------------------------------------------
 
@@ -639,7 +645,7 @@ class SymptomIndex:
         usable = [r for r in rows if self._usable(r) and r.embedding]
         if remember is None or not usable or not self.semantic:
             return
-        texts = [entry_text({"subject": r.subject, "description": r.description})[2] for r in usable]
+        texts = [_row_text(r) for r in usable]
         vectors = np.frombuffer(b"".join(r.embedding or b"" for r in usable), dtype=np.float32)
         remember(texts, vectors.reshape(len(usable), self.dims))
 
