@@ -206,20 +206,6 @@ class EscalationVerbs:
             row = _open_for(session, ticket, destination, lock=False)
             return EscalationRecord.of(row) if row is not None else None
 
-    def escalations_for_ticket(self, ticket: TicketRef, *, open_only: bool = False) -> list[EscalationRecord]:
-        with self._session() as session:
-            query = (
-                select(Escalation)
-                .join(EscalationTicket, EscalationTicket.escalation_id == Escalation.id)
-                .where(
-                    EscalationTicket.ticket_source == ticket.source, EscalationTicket.ticket_id == ticket.id
-                )
-                .order_by(Escalation.id)
-            )
-            if open_only:
-                query = query.where(EscalationTicket.is_open.is_(True))
-            return [EscalationRecord.of(row) for row in session.scalars(query).unique()]
-
     def escalation_by_jira_key(self, jira_key: str) -> EscalationRecord | None:
         with self._session() as session:
             row = session.scalars(select(Escalation).where(Escalation.jira_key == jira_key)).one_or_none()

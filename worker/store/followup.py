@@ -298,12 +298,14 @@ class FollowupVerbs:
         *,
         destinations: Iterable[str] | None = None,
         own: TicketRef | None = None,
+        open_links: bool = False,
     ) -> dict[TicketRef, list[EscalationRecord]]:
         """Every escalation each ticket is under (any state), oldest first, with all its tickets. With
         ``destinations``, only those going there, but for the escalations of ``own``, which come whatever
         their destination: what ``rollup.place`` asks (a ticket's own escalations, the groupable ones of
         its look-alikes). Then only ``own``'s come with all their tickets; the others hold the asked
-        tickets only, since an outage's escalation can gather thousands and every report reads it."""
+        tickets only, since an outage's escalation can gather thousands and every report reads it.
+        ``open_links`` (without ``destinations``): only escalations an asked ticket's link is open in."""
         by_source: dict[str, set[str]] = {}
         for t in tickets:
             by_source.setdefault(t.source, set()).add(t.id)
@@ -321,7 +323,7 @@ class FollowupVerbs:
         tickets: dict[int, list[TicketRef]] = {}
         with self._connect() as connection:
             arrays = connection.dialect.name == "postgresql"
-            query = statements.escalations_under(len(by_source), filtered, arrays)
+            query = statements.escalations_under(len(by_source), filtered, arrays, open_links)
             for row in connection.execute(query, values):
                 rows.setdefault(row.id, row)
                 tickets.setdefault(row.id, []).append(TicketRef(row.ticket_source, row.ticket_id))
@@ -333,6 +335,11 @@ class FollowupVerbs:
                 if ref in wanted:
                     found.setdefault(ref, []).append(record)
         return found
+
+    def escalations_for_ticket(self, ticket: TicketRef, *, open_only: bool = False) -> list[EscalationRecord]:
+        """The escalations the ticket is under, oldest first, with all their tickets; ``open_only``: those
+        its link is open in."""
+        return self.escalations_of_tickets([ticket], open_links=open_only).get(ticket, [])
 
     # -- tracking -----------------------------------------------------------------------------
 

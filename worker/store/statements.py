@@ -225,14 +225,17 @@ def tracking() -> Select[Any]:
 
 
 @functools.cache
-def escalations_under(sources: int, filtered: bool = False, arrays: bool = False) -> Select[Any]:
+def escalations_under(
+    sources: int, filtered: bool = False, arrays: bool = False, open_links: bool = False
+) -> Select[Any]:
     """Every escalation any of the tickets is under, with its tickets: one row per (escalation, ticket),
     oldest escalation and link first. Binds ``source_<n>`` and ``ids_<n>`` (a list) for each of ``sources``
     helpdesks. Unfiltered, each escalation comes with all its tickets. ``filtered``: only escalations to
     ``destinations`` (a list), except those of the ticket ``own_source``/``own_id``, which come whatever
     their destination and with all their tickets; the others come with the asked tickets only (a grouped
     escalation may hold thousands, and who asks about a look-alike's needs the escalation, not its list).
-    ``arrays``: the lists are bound as arrays (``in_list``), on PostgreSQL.
+    ``arrays``: the lists are bound as arrays (``in_list``), on PostgreSQL. ``open_links`` (unfiltered):
+    only escalations an asked ticket's link is open in.
 
     The links are chosen first, each way by an index, and only then joined to their escalations: one
     condition ORing the two ways read every link and every escalation (PostgreSQL cannot use an index
@@ -252,6 +255,8 @@ def escalations_under(sources: int, filtered: bool = False, arrays: bool = False
         chosen = union(mine, grouped).subquery("chosen")  # UNION: a link both ways comes once
     else:
         asked = select(other.escalation_id).where(_of_tickets(other, sources, arrays))
+        if open_links:
+            asked = asked.where(other.is_open.is_(True))
         chosen = select(*wanted).where(links.escalation_id.in_(asked.scalar_subquery())).subquery("chosen")
     return (
         select(ESCALATIONS, chosen.c.ticket_source, chosen.c.ticket_id)
