@@ -551,6 +551,19 @@ def test_the_escalations_of_a_tickets_look_alikes_are_found_by_index_at_scale(st
     assert all(e.destination == "engineering" or e in mine for e in found.get(other, []))
 
 
+def test_tracking_is_made_on_first_use_and_each_update_sets_only_its_fields(store):
+    escalation, _ = store.get_or_create_escalation(TICKET, "engineering")
+    assert store.tracking(escalation.id).missed_intervals == 0  # no row yet: the defaults
+    made = store.update_tracking(escalation.id, jira_status="To Do", rollup={"tickets": 1})
+    assert (made.jira_status, made.rollup, made.missed_intervals) == ("To Do", {"tickets": 1}, 0)
+    later = store.update_tracking(escalation.id, missed_intervals=2, rollup={"tickets": 3})
+    assert (later.jira_status, later.rollup, later.missed_intervals) == ("To Do", {"tickets": 3}, 2)
+    assert store.tracking(escalation.id) == later  # what the write returns is what a read finds
+    with pytest.raises(TypeError, match="unknown tracking field"):
+        store.update_tracking(escalation.id, state="closed")
+    assert store.trackings([escalation.id])[escalation.id] == later
+
+
 def test_symptom_changes_read_the_highest_id_and_the_rows_written_since(store):
     from datetime import datetime, timedelta
 

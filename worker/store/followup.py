@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from worker.store import statements
 from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
-from worker.store.models import Escalation, EscalationTicket, utcnow
+from worker.store.models import EscalationTicket, utcnow
 from worker.store.records import ActionRecord, EscalationRecord, TicketRef
 
 _SYMPTOMS = statements.SYMPTOMS
@@ -288,9 +288,15 @@ class FollowupVerbs:
     # -- escalations seen from their tickets --------------------------------------------------
 
     def escalation(self, escalation_id: int) -> EscalationRecord | None:
-        with self._session() as session:
-            row = session.get(Escalation, escalation_id)
-            return EscalationRecord.of(row) if row is not None else None
+        """The escalation with all its tickets, in one statement."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                statements.escalation_with_tickets(), {"escalation_id": escalation_id}
+            ).all()
+        if not rows:
+            return None
+        tickets = tuple(TicketRef(r.ticket_source, r.ticket_id) for r in rows if r.ticket_source is not None)
+        return EscalationRecord.of(rows[0], tickets)
 
     def escalations_of_tickets(
         self,
@@ -353,16 +359,11 @@ class FollowupVerbs:
         unknown = set(changes) - _TRACKING_FIELDS
         if unknown:
             raise TypeError(f"unknown tracking field(s) {sorted(unknown)}")
-        with self._session(write=True) as session:
-            row = session.get(EscalationTracking, escalation_id, with_for_update=True)
-            if row is None:
-                row = EscalationTracking(escalation_id=escalation_id, missed_intervals=0)
-                session.add(row)
-            for name, value in changes.items():
-                setattr(row, name, value)
-            row.updated_at = utcnow()
-            session.flush()
-            return _tracking(row, escalation_id)
+        statement = statements.set_tracking(self.engine.dialect.name, tuple(sorted(changes)))
+        values = {**changes, "escalation_id": escalation_id, "updated_at": utcnow()}
+        with self._connect(write=True) as connection:
+            row = connection.execute(statement, values).one()
+        return _tracking(row, escalation_id)
 
     def trackings(self, escalation_ids: Iterable[int]) -> dict[int, TrackingRecord]:
         ids = sorted(set(escalation_ids))

@@ -220,8 +220,32 @@ def symptom_rows() -> Select[Any]:
 
 
 @functools.cache
+def set_tracking(dialect: str, fields: tuple[str, ...]) -> Insert:
+    """Set ``fields`` (bound by name) and ``updated_at`` of ``escalation_id``'s tracking row, made on first
+    use: one INSERT ... ON CONFLICT DO UPDATE ... RETURNING the whole row."""
+    values: dict[str, Any] = {"missed_intervals": 0}  # a new row's, unless set
+    values |= {name: bindparam(name) for name in (*fields, "escalation_id", "updated_at")}
+    stmt = upsert_insert(dialect)(TRACKING).values(values)
+    changed = {name: stmt.excluded[name] for name in (*fields, "updated_at")}
+    return stmt.on_conflict_do_update(index_elements=["escalation_id"], set_=changed).returning(*TRACKING.c)
+
+
+@functools.cache
 def tracking() -> Select[Any]:
     return select(TRACKING).where(TRACKING.c.escalation_id == bindparam("escalation_id"))
+
+
+@functools.cache
+def escalation_with_tickets() -> Select[Any]:
+    """One escalation (``escalation_id``) with its tickets, one row per ticket in linked order (one row
+    with no ticket when it has none)."""
+    links = LINKS.c
+    return (
+        select(ESCALATIONS, links.ticket_source, links.ticket_id)
+        .outerjoin(LINKS, links.escalation_id == ESCALATIONS.c.id)
+        .where(ESCALATIONS.c.id == bindparam("escalation_id"))
+        .order_by(links.id)
+    )
 
 
 @functools.cache
