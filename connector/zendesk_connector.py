@@ -1,7 +1,9 @@
 """The Zendesk side of an escalation: read a case bundle, write notes, tags, fields and groups back.
 
-Everything goes through zenpy (see ``connector.zendesk_client`` for how it is kept from sleeping or
-retrying) and every method either returns or raises a ``connector.errors`` type. Writes follow the
+Everything goes through zenpy's client (see ``connector.zendesk_client`` for how it is kept from sleeping
+or retrying): its objects for most calls, its session alone for the ticket reads and the ticket update,
+whose JSON is used as sent (``connector.zendesk_json``). Every method either returns or raises a
+``connector.errors`` type. Writes follow the
 documented shape (DESIGN.md): ``PUT /api/v2/tickets/{id}.json`` with ``{"ticket": {...}}``; tags use
 ``PUT``/``DELETE /api/v2/tickets/{id}/tags.json``, which add and remove without replacing the list.
 
@@ -18,9 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from zenpy import Zenpy
-from zenpy.lib.api_objects import Comment, Ticket
 
-from connector import zendesk_bundle
+from connector import zendesk_bundle, zendesk_json
 from connector.directory import Directory
 from connector.http_client import translated
 from connector.zendesk_client import SERVICE, ZendeskConfig, build_zenpy
@@ -186,21 +187,18 @@ class ZendeskConnector:
         return True
 
     def _update(self, ticket_id: int, **changes: Any) -> str | None:
-        """Returns the ticket's ``updated_at`` after the update (from the audit's ticket), or None."""
-        ticket = Ticket(id=int(ticket_id))
-        for name, value in changes.items():
-            setattr(ticket, name, value)  # zenpy sends only the attributes set after construction
-        audit = self._client.tickets.update(ticket)
+        """Returns the ticket's ``updated_at`` after the update (the answer's ticket), or None."""
+        answer = zendesk_json.put(self._client, f"tickets/{int(ticket_id)}.json", {"ticket": changes})
         log.info("zendesk ticket %s updated: %s", ticket_id, ", ".join(sorted(changes)))
-        updated = getattr(getattr(audit, "ticket", None), "updated_at", None)
+        updated = (answer.get("ticket") or {}).get("updated_at")
         return str(updated) if updated else None
 
 
-def _note(html_body: str) -> Comment:
+def _note(html_body: str) -> dict[str, Any]:
     safe = sanitize_html(html_body).strip()
     if not safe:
         raise ValueError("an internal note needs a body")
-    return Comment(html_body=safe, public=False)
+    return {"html_body": safe, "public": False}
 
 
 def _clean_tags(tags: Iterable[str]) -> list[str]:

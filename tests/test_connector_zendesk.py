@@ -111,9 +111,7 @@ def test_internal_note_is_private_and_html_safe(zendesk, sandbox_state):
     assert note["html_body"] == "<p>Hi <a>y</a></p>"
     put = sandbox_state.zendesk_state.writes[-1]
     assert put["method"] == "PUT" and put["path"] == f"/api/v2/tickets/{tid}.json"
-    assert put["body"] == {
-        "ticket": {"id": tid, "comment": {"html_body": "<p>Hi <a>y</a></p>", "public": False}}
-    }
+    assert put["body"] == {"ticket": {"comment": {"html_body": "<p>Hi <a>y</a></p>", "public": False}}}
 
 
 def test_text_note_is_escaped(zendesk, sandbox_state):
