@@ -3,9 +3,9 @@
 Everything goes through zenpy's client (see ``connector.zendesk_client`` for how it is kept from sleeping
 or retrying): its objects for most calls, its session alone for the ticket reads and the ticket update,
 whose JSON is used as sent (``connector.zendesk_json``). Every method either returns or raises a
-``connector.errors`` type. Writes follow the
-documented shape (DESIGN.md): ``PUT /api/v2/tickets/{id}.json`` with ``{"ticket": {...}}``; tags use
-``PUT``/``DELETE /api/v2/tickets/{id}/tags.json``, which add and remove without replacing the list.
+``connector.errors`` type. Writes follow the documented shape (DESIGN.md): ``PUT
+/api/v2/tickets/{id}.json`` with ``{"ticket": {...}}``; tags use ``PUT``/``DELETE
+/api/v2/tickets/{id}/tags.json``, which add and remove without replacing the list.
 
 One connector per worker thread: a ``requests.Session`` is not meant to be shared between threads.
 """
