@@ -564,6 +564,38 @@ def test_tracking_is_made_on_first_use_and_each_update_sets_only_its_fields(stor
     assert store.trackings([escalation.id])[escalation.id] == later
 
 
+def test_a_pooled_connection_is_pinged_only_after_sitting_idle_and_a_dead_one_is_replaced(store, monkeypatch):
+    """One job, one checkout: pinging each would be a round trip a job. A connection back within
+    ``PING_AFTER_IDLE`` is used as it is; one idle longer is pinged, and one the server dropped meanwhile
+    is replaced before anyone uses it."""
+    from sqlalchemy.pool import NullPool
+
+    from worker.store import engine as engine_module
+
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to lose the connection")
+    pings: list[int] = []
+    real_ping = store.engine.dialect.do_ping
+    monkeypatch.setattr(store.engine.dialect, "do_ping", lambda c: pings.append(1) or real_ping(c))
+
+    def backend() -> int:
+        with store.engine.connect() as connection:
+            return connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+    first = backend()
+    pings.clear()
+    assert backend() == first and pings == []  # back at once: not pinged
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE", 0.05)
+    time.sleep(0.1)
+    assert backend() == first and pings == [1]  # idle a while: pinged, alive, kept
+    killer = engine_module.make_engine(store.engine.url, poolclass=NullPool)
+    with killer.connect() as other:  # the server drops the pooled connection while it sits idle
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+    killer.dispose()
+    time.sleep(0.1)
+    assert backend() != first  # the ping failed: a new connection, and the statement ran
+
+
 def test_symptom_changes_read_the_highest_id_and_the_rows_written_since(store):
     from datetime import datetime, timedelta
 
