@@ -31,6 +31,9 @@ class _Running:
         return f"http://{self.server.effective_host}:{self.server.effective_port}"
 
     def close(self) -> None:
+        # The request threads first: one finishing a request after close() would wake the closed server
+        # (waitress's pull_trigger on a closed descriptor, an OSError in that thread).
+        self.server.task_dispatcher.shutdown(timeout=5)
         self.server.close()
         self.thread.join(timeout=5)
 
