@@ -24,9 +24,10 @@ floor for a deployment where Zendesk and Jira are remote.
 - ``--mode changed``: each measured event is about a different ticket that was judged once before the
   clock and then changed (its priority set, through Zendesk's API): a full re-judgement, as for a
   customer's reply or an agent's edit; the verdict stays, so no new note.
-- ``--mode fresh``: each measured event is about a new ticket (a copy of a seeded one, created in the
-  sandbox before the clock starts): first judgement, internal note and tags every time, and a Jira
-  issue with its remote link and ticket link for the critical ones.
+- ``--mode fresh``: each measured event is about a new ticket (a seeded one's copy with a line of its
+  own, so its text is embedded anew; created in the sandbox before the clock starts): first judgement,
+  internal note and tags every time, joining its problem's group, and a Jira issue with its remote link
+  and ticket link for the critical ones.
 
 Events per second = measured jobs / (last job ended - first job started), from RQ's own timestamps;
 per worker = that divided by the number of worker processes. Job time is RQ's started→ended per job.
@@ -167,7 +168,9 @@ def wait_done(connection, job_ids: list[str], timeout: float) -> list[Job]:
 
 def fresh_tickets(sandbox: SandboxProcess, count: int) -> list[int]:
     """``count`` new tickets in the sandbox, each a copy of a seeded one (subject, description,
-    requester, type, priority, tags, SLA), created before the clock starts."""
+    requester, type, priority, tags, SLA) whose description ends with a line of its own, created before
+    the clock starts: the same problem in a text the encoder has not seen, so each is embedded anew as a
+    real new report would be (an exact copy's embedding would come from the matcher's cache)."""
     state = sandbox.state("zendesk")
     seeds = [t for t in state["tickets"]
              if t["id"] in SEEDED_TICKETS and t["status"] not in ("solved", "closed")]
@@ -176,6 +179,7 @@ def fresh_tickets(sandbox: SandboxProcess, count: int) -> list[int]:
         seed = seeds[n % len(seeds)]
         fields = ("subject", "description", "requester_id", "type", "priority", "tags", "slas")
         copy = {k: seed[k] for k in fields if k in seed}
+        copy["description"] = f"{copy.get('description') or ''}\n\nReport {n + 1} of this from our team."
         answer = requests.post(f"{sandbox.zendesk_url}/_sandbox/tickets", json=copy, timeout=10)
         answer.raise_for_status()
         created.append(int(answer.json()["ticket"]["id"]))
