@@ -25,12 +25,14 @@ THREADS = 16
 class _Running:
     server: Any  # waitress's server (its type depends on the address family)
     thread: threading.Thread
+    stopping: threading.Event
 
     @property
     def url(self) -> str:
         return f"http://{self.server.effective_host}:{self.server.effective_port}"
 
     def close(self) -> None:
+        self.stopping.set()
         # The request threads first: one finishing a request after close() would wake the closed server
         # (waitress's pull_trigger on a closed descriptor, an OSError in that thread).
         self.server.task_dispatcher.shutdown(timeout=5)
@@ -88,9 +90,20 @@ class Sandbox:
 
 def _serve(app, host: str, port: int, name: str) -> _Running:
     server = create_server(app, host=host, port=port, threads=THREADS, ident=name)
-    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    stopping = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:
+            # close() from another thread can pull a descriptor from under the loop's select(): that
+            # is the stop itself. Before a stop, an OSError is a real failure.
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
-    return _Running(server, thread)
+    return _Running(server, thread, stopping)
 
 
 def start(
