@@ -82,6 +82,11 @@ class Hit:
     score: float
 
 
+def _created_since(hit: Hit, moment: float) -> bool:
+    """As ``SymptomIndex.query`` filters by ``since``: created at ``moment`` or later, or of unknown age."""
+    return hit.created_at is None or hit.created_at.timestamp() >= moment
+
+
 def mode() -> str:
     value = os.environ.get(MODE_ENV, "auto").strip().lower() or "auto"
     return value if value in ("auto", "index", "zendesk") else "auto"
@@ -549,18 +554,15 @@ class SymptomIndex:
         one all-time search, kept until the copy changes, whenever that search was not cut short by
         ``limit``: the window's matches are then exactly those of it created since ``since``."""
         wanted = self.matcher.threshold if threshold is None else threshold
-        if vector is not None:  # a caller's own vector: not what the kept search was made with
-            found, _whole = self._search(store, text, vector, since, exclude, wanted, limit)
-            return found[:limit]
-        found, whole = self._all_time(store, text, exclude, wanted, limit)
-        if since is None:
-            return found[:limit]
-        if not whole:
-            found, _whole = self._search(store, text, None, since, exclude, wanted, limit)
-            return found[:limit]
-        moment = since.timestamp()
-        recent = [m for m in found if m[0].created_at is None or m[0].created_at.timestamp() >= moment]
-        return recent[:limit]
+        if vector is None:  # a caller's own vector is not what the kept search was made with
+            found, whole = self._all_time(store, text, exclude, wanted, limit)
+            if since is None:
+                return found[:limit]
+            if whole:
+                moment = since.timestamp()
+                return [m for m in found if _created_since(m[0], moment)][:limit]
+        found, _whole = self._search(store, text, vector, since, exclude, wanted, limit)
+        return found[:limit]
 
     def _all_time(
         self, store: Store, text: str, exclude: TicketRef | None, wanted: float, limit: int

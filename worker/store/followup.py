@@ -293,10 +293,7 @@ class FollowupVerbs:
             rows = connection.execute(
                 statements.escalation_with_tickets(), {"escalation_id": escalation_id}
             ).all()
-        if not rows:
-            return None
-        tickets = tuple(TicketRef(r.ticket_source, r.ticket_id) for r in rows if r.ticket_source is not None)
-        return EscalationRecord.of(rows[0], tickets)
+        return _records(rows).get(escalation_id)
 
     def escalations_of_tickets(
         self,
@@ -325,18 +322,12 @@ class FollowupVerbs:
         if filtered:
             values["destinations"] = sorted(set(destinations or ()))
             values["own_source"], values["own_id"] = (own.source, own.id) if own else (None, None)
-        rows: dict[int, Row[Any]] = {}
-        tickets: dict[int, list[TicketRef]] = {}
         with self._connect() as connection:
             arrays = connection.dialect.name == "postgresql"
             query = statements.escalations_under(len(by_source), filtered, arrays, open_links)
-            for row in connection.execute(query, values):
-                rows.setdefault(row.id, row)
-                tickets.setdefault(row.id, []).append(TicketRef(row.ticket_source, row.ticket_id))
+            records = _records(connection.execute(query, values))
         found: dict[TicketRef, list[EscalationRecord]] = {}
-        for escalation_id, row in rows.items():  # oldest first
-            # One grouped escalation is under many of the tickets: it is built once.
-            record = EscalationRecord.of(row, tuple(tickets[escalation_id]))
+        for record in records.values():  # oldest first; one grouped escalation is built once
             for ref in record.tickets:
                 if ref in wanted:
                     found.setdefault(ref, []).append(record)
@@ -425,3 +416,16 @@ def _values(entry: SymptomEntry, now: datetime) -> dict[str, Any]:
         "updated_at": entry.updated_at,
         "indexed_at": now,
     }
+
+
+def _records(rows: Iterable[Row[Any]]) -> dict[int, EscalationRecord]:
+    """Escalations from rows of (escalation, ticket_source, ticket_id), one per linked ticket in order (an
+    outer join's row with no ticket adds none), keyed by id in the rows' order."""
+    first: dict[int, Row[Any]] = {}
+    tickets: dict[int, list[TicketRef]] = {}
+    for row in rows:
+        first.setdefault(row.id, row)
+        linked = tickets.setdefault(row.id, [])
+        if row.ticket_source is not None:
+            linked.append(TicketRef(row.ticket_source, row.ticket_id))
+    return {i: EscalationRecord.of(row, tuple(tickets[i])) for i, row in first.items()}
