@@ -272,6 +272,54 @@ def test_several_tickets_under_one_escalation(store):
     assert store.open_escalation(other, "engineering") is None  # closing frees every linked ticket
 
 
+def test_a_ticket_joins_an_escalation_with_its_audit_entry(store):
+    record, _ = store.get_or_create_escalation(TICKET, "engineering")
+    other = TicketRef.zendesk(43)
+    joinable = {EscalationState.SUGGESTED, EscalationState.CREATED}
+    audit = {"target": "escalate", "action": "symptom_join", "subject": "43", "detail": {"score": 0.8}}
+
+    joined = store.join_escalation(record.id, other, states=joinable, audit=audit)
+    assert joined is not None and joined.id == record.id
+    assert joined.tickets == (TICKET, other)
+    assert store.open_escalation(other, "engineering").id == record.id  # the link is open
+    entries = store.actions(escalation_id=record.id, action="symptom_join")
+    assert [(e.subject, e.detail) for e in entries] == [("43", {"score": 0.8})]
+
+    assert store.join_escalation(record.id, other, states=joinable, audit=audit) is None  # linked already
+    assert len(store.actions(escalation_id=record.id, action="symptom_join")) == 1
+
+    elsewhere, _ = store.get_or_create_escalation(TicketRef.zendesk(44), "engineering")
+    assert store.join_escalation(elsewhere.id, other, states=joinable, audit=audit) is None
+    assert store.escalation(elsewhere.id).tickets == (TicketRef.zendesk(44),)
+    assert store.actions(escalation_id=elsewhere.id, action="symptom_join") == []
+
+    assert (
+        store.join_escalation(elsewhere.id, TicketRef.zendesk(45), states={EscalationState.CREATED}) is None
+    )
+    assert store.escalation(elsewhere.id).tickets == (TicketRef.zendesk(44),)
+    with pytest.raises(KeyError):
+        store.join_escalation(10**9, other, states=joinable)
+
+
+def test_concurrent_joins_all_land(store):
+    record, _ = store.get_or_create_escalation(TICKET, "engineering")
+    barrier = threading.Barrier(6)
+
+    def join(n: int) -> None:
+        barrier.wait()
+        store.join_escalation(record.id, TicketRef.zendesk(100 + n), states={EscalationState.SUGGESTED})
+
+    threads = [threading.Thread(target=join, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(store.escalation(record.id).tickets) == {
+        TICKET,
+        *(TicketRef.zendesk(100 + n) for n in range(6)),
+    }
+
+
 def test_concurrent_creators_make_one_escalation(store):
     ids: list[int] = []
     created: list[bool] = []

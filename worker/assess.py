@@ -135,9 +135,10 @@ def assess_ticket(
     noted = tell_agent(ctx, ref, decision, record.last_action, known_tags=case.ticket.tags)
     outcome: dict[str, Any] = {"ticket_id": ref.id, "verdict": decision["verdict"], "noted": noted}
     placed = rollup.place(ctx, ref, decision, case.ticket)  # joins its symptom's; regressions
-    # The ticket's open escalations, as place read them: escalating and settling start from them too.
+    # The ticket's open escalations, as place read (or joined) them: escalating and settling start from
+    # them too.
     mine = placed.mine
-    current = not (placed.joined or placed.regression)  # else ``mine`` is out of date
+    current = placed.regression is None  # a regression opens one ``mine`` does not hold
     if decision["escalate"]:
         escalation, created = _escalation(ctx, ref, decision, record.id, mine if current else None)
         current = current and not created

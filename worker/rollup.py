@@ -5,7 +5,7 @@ linked ticket's sidebar, and whose severity rises when the rollup crosses POLICY
 Two steps around an assessment (``worker.assess``):
 
 * ``place`` (before the escalation step): a ticket whose symptom matches an open escalation joins it
-  (``EscalationLock.link_ticket``); one matching a resolved escalation is a regression
+  (``Store.join_escalation``); one matching a resolved escalation is a regression
   (``worker.regression``).
 * ``settle`` (after it): the ticket's unsolved same-symptom tickets join its grouped escalations too, and
   each of those escalations is ``refresh``-ed: a remote link per ticket, a Jira comment naming each new
@@ -33,7 +33,6 @@ from worker.store import (
     OPEN_STATES,
     EscalationRecord,
     EscalationState,
-    TicketAlreadyEscalated,
     TicketRef,
 )
 
@@ -81,7 +80,8 @@ class Placement:
 
     joined: list[int] = field(default_factory=list)
     regression: dict[str, Any] | None = None
-    mine: list[EscalationRecord] = field(default_factory=list)  # the ticket's open ones, before joining
+    # The ticket's open escalations as they stand after ``place``: those it just joined included.
+    mine: list[EscalationRecord] = field(default_factory=list)
 
     def as_outcome(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -97,7 +97,8 @@ class Placement:
 
 def place(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], ticket: Ticket) -> Placement:
     """Join the open grouped escalation whose symptom this ticket shares, or handle a regression. The
-    ticket's own open escalations, read with its matches', come back in ``Placement.mine``."""
+    ticket's own open escalations, read with its matches' (and those it joined, as the join left them),
+    come back in ``Placement.mine``."""
     from worker import regression
     from worker.symptom_index import index_for
 
@@ -127,8 +128,10 @@ def place(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], ticket: 
             elif e.state in RESOLVED_STATES and e.jira_key and resolved_match is None:
                 resolved_match = (e, hit.score)
     for escalation, score in open_match.values():
-        if _join(ctx, escalation.id, ref, score):
-            placement.joined.append(escalation.id)
+        joined = _join(ctx, escalation.id, ref, score)
+        if joined is not None:
+            placement.joined.append(joined.id)
+            placement.mine.append(joined)
     if resolved_match is not None and resolved_match[0].destination not in (*open_match, *taken):
         old, score = resolved_match
         if regression.is_regression(ctx, ref, ticket.created_at, old):
@@ -136,18 +139,25 @@ def place(ctx: JobContext, ref: TicketRef, decision: Mapping[str, Any], ticket: 
     return placement
 
 
-def _join(ctx: JobContext, escalation_id: int, ref: TicketRef, score: float, *, via: str = "symptom") -> bool:
-    with ctx.store.lock_escalation(escalation_id) as lock:
-        if lock.record.state not in JOINABLE_STATES:
-            return False
-        try:
-            linked = lock.link_ticket(ref)
-        except TicketAlreadyEscalated as exc:
-            log.info("ticket %s not joined to escalation %s: %s", ref.id, escalation_id, exc)
-            return False
-        if linked:
-            lock.record_action("escalate", JOINED, ref.id, detail={"score": round(score, 3), "via": via})
-        return linked
+def _join(
+    ctx: JobContext, escalation_id: int, ref: TicketRef, score: float, *, via: str = "symptom"
+) -> EscalationRecord | None:
+    """Link ``ref`` under the escalation; the escalation as the join left it, or None when not joined
+    (no longer joinable, linked already, or the ticket has another open one for that destination)."""
+    audit = {
+        "target": "escalate",
+        "action": JOINED,
+        "subject": ref.id,
+        "detail": {"score": round(score, 3), "via": via},
+    }
+    joined = ctx.store.join_escalation(escalation_id, ref, states=JOINABLE_STATES, audit=audit)
+    if joined is None:
+        log.info(
+            "ticket %s not joined to escalation %s: not joinable, or under it or another already",
+            ref.id,
+            escalation_id,
+        )
+    return joined
 
 
 # -- after the escalation step -----------------------------------------------------------------------
@@ -182,7 +192,7 @@ def settle(
             if other in linked:
                 continue  # joined already (a re-assessment): no lock, no write
             score = float(r.get("similarity") or 0)
-            joined |= _join(ctx, escalation.id, other, score, via=f"related to #{ref.id}")
+            joined |= _join(ctx, escalation.id, other, score, via=f"related to #{ref.id}") is not None
         known = escalation if given and not joined else None
         result[str(escalation.id)] = refresh(ctx, escalation.id, known=known)
     return {"rollups": result} if result else {}

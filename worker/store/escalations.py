@@ -7,18 +7,19 @@ guarantee that a ticket has at most one open escalation per destination is also 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from worker.store import statements
 from worker.store.lifecycle import OPEN_STATES, TERMINAL_STATES, EscalationState, check_transition
 from worker.store.models import AuditEntry, Escalation, EscalationTicket, utcnow
-from worker.store.records import ActionRecord, EscalationRecord, TicketRef
+from worker.store.records import ActionRecord, EscalationRecord, TicketRef, escalations_from_rows
 
 
 class TicketAlreadyEscalated(Exception):
@@ -158,7 +159,9 @@ def _open_for(session: Session, ticket: TicketRef, destination: str, *, lock: bo
 
 
 class EscalationVerbs:
-    """The escalation half of the Store (mixed into it); needs ``_session(write=...)``."""
+    """The escalation half of the Store (mixed into it); needs ``engine`` and ``_session(write=...)``."""
+
+    engine: Engine
 
     def _session(self, *, write: bool = False, single: bool = False) -> AbstractContextManager[Session]:
         raise NotImplementedError
@@ -186,6 +189,47 @@ class EscalationVerbs:
             if row is None:
                 raise KeyError(f"no escalation {escalation_id}")
             yield EscalationLock(session, row, created=False)
+
+    def join_escalation(
+        self,
+        escalation_id: int,
+        ticket: TicketRef,
+        *,
+        states: Collection[EscalationState],
+        audit: Mapping[str, Any] | None = None,
+    ) -> EscalationRecord | None:
+        """Put ``ticket`` under the escalation if it is in one of ``states``, with ``audit`` (the
+        arguments of ``record_action`` but ``escalation_id``) in the same transaction. The escalation as
+        it then stands, or None when not joined: another state, the ticket under it already, or under
+        another open escalation for that destination. KeyError when there is no such escalation.
+
+        Four statements under the escalation's row lock (a transition waits for it, so no link opens
+        under an escalation closing meanwhile); the ORM's lock, savepoint and flush took seven."""
+        with self._session(write=True) as session:
+            connection = session.connection()
+            key = {"escalation_id": escalation_id}
+            row = connection.execute(statements.lock_escalation_state(), key).first()
+            if row is None:
+                raise KeyError(f"no escalation {escalation_id}")
+            state = EscalationState(row.state)
+            if state not in states:
+                return None
+            link = {
+                **key,
+                "ticket_source": ticket.source,
+                "ticket_id": ticket.id,
+                "destination": row.destination,
+                "is_open": state in OPEN_STATES,
+                "role": "related",
+            }
+            if connection.execute(statements.link_ticket(self.engine.dialect.name), link).first() is None:
+                return None
+            if audit is not None:
+                connection.execute(
+                    statements.record_action(), statements.audit_values(**audit, escalation_id=escalation_id)
+                )
+            rows = connection.execute(statements.escalation_with_tickets(), key).all()
+        return escalations_from_rows(rows)[escalation_id]
 
     def get_or_create_escalation(
         self, ticket: TicketRef, destination: str, draft: EscalationDraft | None = None

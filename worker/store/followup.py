@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from worker.store import statements
 from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
 from worker.store.models import EscalationTicket, utcnow
-from worker.store.records import ActionRecord, EscalationRecord, TicketRef
+from worker.store.records import ActionRecord, EscalationRecord, TicketRef, escalations_from_rows
 
 _SYMPTOMS = statements.SYMPTOMS
 _SYNC_COLUMNS = statements.SYMPTOM_SYNC_COLUMNS
@@ -293,7 +293,7 @@ class FollowupVerbs:
             rows = connection.execute(
                 statements.escalation_with_tickets(), {"escalation_id": escalation_id}
             ).all()
-        return _records(rows).get(escalation_id)
+        return escalations_from_rows(rows).get(escalation_id)
 
     def escalations_of_tickets(
         self,
@@ -325,7 +325,7 @@ class FollowupVerbs:
         with self._connect() as connection:
             arrays = connection.dialect.name == "postgresql"
             query = statements.escalations_under(len(by_source), filtered, arrays, open_links)
-            records = _records(connection.execute(query, values))
+            records = escalations_from_rows(connection.execute(query, values))
         found: dict[TicketRef, list[EscalationRecord]] = {}
         for record in records.values():  # oldest first; one grouped escalation is built once
             for ref in record.tickets:
@@ -416,16 +416,3 @@ def _values(entry: SymptomEntry, now: datetime) -> dict[str, Any]:
         "updated_at": entry.updated_at,
         "indexed_at": now,
     }
-
-
-def _records(rows: Iterable[Row[Any]]) -> dict[int, EscalationRecord]:
-    """Escalations from rows of (escalation, ticket_source, ticket_id), one per linked ticket in order (an
-    outer join's row with no ticket adds none), keyed by id in the rows' order."""
-    first: dict[int, Row[Any]] = {}
-    tickets: dict[int, list[TicketRef]] = {}
-    for row in rows:
-        first.setdefault(row.id, row)
-        linked = tickets.setdefault(row.id, [])
-        if row.ticket_source is not None:
-            linked.append(TicketRef(row.ticket_source, row.ticket_id))
-    return {i: EscalationRecord.of(row, tuple(tickets[i])) for i, row in first.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -157,6 +157,19 @@ class EscalationRecord:
             row.updated_at,
             row.state_changed_at,
         )
+
+
+def escalations_from_rows(rows: Iterable[Row[Any]]) -> dict[int, EscalationRecord]:
+    """Escalations from rows of (escalation, ticket_source, ticket_id), one per linked ticket in order (an
+    outer join's row with no ticket adds none), keyed by id in the rows' order."""
+    first: dict[int, Row[Any]] = {}
+    tickets: dict[int, list[TicketRef]] = {}
+    for row in rows:
+        first.setdefault(row.id, row)
+        linked = tickets.setdefault(row.id, [])
+        if row.ticket_source is not None:
+            linked.append(TicketRef(row.ticket_source, row.ticket_id))
+    return {i: EscalationRecord.of(row, tuple(tickets[i])) for i, row in first.items()}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ statement for any number of ids.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -43,6 +44,7 @@ SYMPTOMS = SymptomRow.__table__
 TRACKING = EscalationTracking.__table__
 ESCALATIONS = Escalation.__table__
 LINKS = EscalationTicket.__table__
+
 
 @functools.cache
 def start_delivery(dialect: str) -> Insert:
@@ -158,8 +160,34 @@ AUDIT_COLUMNS = (
 
 @functools.cache
 def record_action() -> Insert:
-    """Returns the whole new entry. Binds ``AUDIT_COLUMNS``."""
+    """Returns the whole new entry. Binds ``AUDIT_COLUMNS`` (``audit_values`` makes them)."""
     return insert(AUDIT).values({name: bindparam(name) for name in AUDIT_COLUMNS}).returning(*AUDIT.c)
+
+
+def audit_values(
+    target: str,
+    action: str,
+    subject: str,
+    *,
+    outcome: str = "ok",
+    actor: str = "worker",
+    escalation_id: int | None = None,
+    delivery_id: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """``record_action``'s parameters for one entry: an action on ``target`` (zendesk, jira, escalate)."""
+    return {
+        "target": target,
+        "action": action,
+        "subject": subject,
+        "outcome": outcome,
+        "actor": actor,
+        "escalation_id": escalation_id,
+        "delivery_id": delivery_id,
+        "detail": dict(detail) if detail is not None else None,
+        "error": error,
+    }
 
 
 @functools.cache
@@ -233,6 +261,24 @@ def set_tracking(dialect: str, fields: tuple[str, ...]) -> Insert:
 @functools.cache
 def tracking() -> Select[Any]:
     return select(TRACKING).where(TRACKING.c.escalation_id == bindparam("escalation_id"))
+
+
+@functools.cache
+def lock_escalation_state() -> Select[Any]:
+    """The escalation's state and destination (``escalation_id``), its row locked until the transaction
+    ends (PostgreSQL; SQLite's transaction holds the write lock already)."""
+    c = ESCALATIONS.c
+    return select(c.state, c.destination).where(c.id == bindparam("escalation_id")).with_for_update()
+
+
+@functools.cache
+def link_ticket(dialect: str) -> Insert:
+    """A ticket put under an escalation, or nothing when it is linked already or has another open
+    escalation for that destination (either unique index): returns the new link's id when linked. Binds
+    ``escalation_id``, ``ticket_source``, ``ticket_id``, ``destination``, ``is_open``, ``role``."""
+    names = ("escalation_id", "ticket_source", "ticket_id", "destination", "is_open", "role")
+    stmt = upsert_insert(dialect)(LINKS).values({name: bindparam(name) for name in names})
+    return stmt.on_conflict_do_nothing().returning(LINKS.c.id)
 
 
 @functools.cache

@@ -303,17 +303,17 @@ class Store(EscalationVerbs, FollowupVerbs):
         error: str | None = None,
     ) -> ActionRecord:
         """Audit one action on Zendesk or Jira (``target``), e.g. ``add_internal_note`` on ticket 42."""
-        values = {
-            "target": target,
-            "action": action,
-            "subject": subject,
-            "outcome": outcome,
-            "actor": actor,
-            "escalation_id": escalation_id,
-            "delivery_id": delivery_id,
-            "detail": dict(detail) if detail is not None else None,
-            "error": error,
-        }
+        values = statements.audit_values(
+            target,
+            action,
+            subject,
+            outcome=outcome,
+            actor=actor,
+            escalation_id=escalation_id,
+            delivery_id=delivery_id,
+            detail=detail,
+            error=error,
+        )
         with self._connect(write=True) as connection:
             return ActionRecord.of(connection.execute(statements.record_action(), values).one())
 
