@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from redis import Redis
-from rq import Queue, SimpleWorker, Worker
+from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
@@ -23,6 +23,7 @@ from rq.registry import FailedJobRegistry
 from worker import jobs, logging_setup
 from worker import queue as job_queue
 from worker.config import Settings
+from worker.rq_workers import EscalateSimpleWorker, EscalateWorker
 from worker.store import Store, migrate
 
 
@@ -204,7 +205,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # would isolate is covered elsewhere: RQ's job timeout still applies (SIGALRM in this process), a
     # crashed or killed worker's job is given back by RQ's abandoned-job handling, and --max-jobs bounds
     # leaks.
-    worker_class = Worker if args.fork else SimpleWorker
+    worker_class = EscalateWorker if args.fork else EscalateSimpleWorker
     worker = worker_class([Queue(name, connection=connection) for name in names], connection=connection)
     # The scheduler runs Retry intervals and rate-limit reschedules; without it they never fire.
     worker.work(burst=args.burst, with_scheduler=True, max_jobs=args.max_jobs)
