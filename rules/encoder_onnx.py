@@ -62,8 +62,10 @@ LAYERS = MODEL_LAYERS
 # 2026.4 on the float model, 13.7 ms (fp32) and 9.3 ms (bf16, 0.793), on int8 weights with its dynamic
 # activation quantisation (groups of 64, bf16), 8.0 ms (0.802), on this file, 22-26 ms. A run costs about
 # 1.3 ms plus 0.1 ms a word piece (3 pieces: 1.6 ms, 32: 4.4, 64: 7.4, 128: 16.4); cutting texts to 32
-# pieces (4.3 ms) costs accuracy (0.741). So a never-seen ticket costs at least ~5.5 ms here, which caps
-# bench/bench_evaluate.py's "new/s" below 200 whatever the rest costs: reaching it takes another model.
+# pieces (4.3 ms) costs accuracy (0.741). So a never-seen ticket costs at least ~5.5 ms there, which caps
+# bench/bench_evaluate.py's "new/s" below 200 whatever the rest costs. On an Intel Xeon with AVX-512 VNNI
+# and AMX (2026-11-27, session 7) this same export runs in 3.6-3.9 ms a text of bench_evaluate's (48
+# pieces; 3 pieces 1.4 ms, 32: 3.6, 64: 5.6, 128: 10.8), and "new/s" at a 1,000-ticket history is 200-212.
 # Quantising this one matrix (the first layer's feed-forward output, whose inputs have the widest range)
 # costs the most agreement with torch: kept in float32, the worst cosine to torch's vector on the 213 texts
 # tests/data/symptom_pairs.yaml then held rises from 0.9898 to 0.9922, for about 6% more time per text.
