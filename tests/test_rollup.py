@@ -6,6 +6,7 @@ The whole service runs: the sandbox Zendesk and Jira, the app in Redis mode, an 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -21,6 +22,7 @@ from tests.followup_env import (
     database_url,
     open_desk,
     release_scheduled,
+    requester_of,
 )
 from worker import followthrough
 from worker.rollup import IMPACT_PROPERTY
@@ -114,6 +116,25 @@ def test_severity_rises_when_a_second_high_value_account_joins(desk):
     assert linked_ticket_ids(issue) == sorted([first, second, third])
 
     desk.deliver(third)
+    assert len(desk.comments(key, "severity raised")) == 1
+
+
+def test_a_ticket_whose_own_verdict_turns_critical_tells_the_issue_in_the_same_job(desk):
+    first = desk.ticket(HOOLI, *WEBHOOKS[0], tags=["bug_confirmed"])
+    desk.deliver(first)
+    key = desk.service.sidebar.create_issue(str(first), "engineering", "agent:901")["jira_key"]
+    second = desk.ticket(SOYLENT, *WEBHOOKS[1])  # one high-value account: the rollup sets no floor
+    desk.deliver(second)
+    assert desk.escalation(second).jira_key == key and desk.escalation(first).severity != "critical"
+
+    time.sleep(1.1)  # Zendesk's times have whole seconds: the reply must not share the last judgement's
+    comment = {"body": "Worse now: we lost data, the records went missing overnight.", "public": True}
+    desk.zendesk.update_ticket(first, {"comment": comment}, author_id=requester_of(HOOLI))
+    desk.deliver(first)  # data loss: critical, raised under the escalation's lock
+
+    assert desk.escalation(first).severity == "critical"
+    issue = desk.issue(key)
+    assert issue["priority"] == "Highest" and "severity-critical" in issue["labels"]
     assert len(desk.comments(key, "severity raised")) == 1
 
 

@@ -142,6 +142,8 @@ def assess_ticket(
     if decision["escalate"]:
         escalation, created = _escalation(ctx, ref, decision, record.id, mine if current else None)
         current = current and not created
+        # Its severity may have moved under the lock: what settles next starts from the record as it is.
+        mine = [escalation if e.id == escalation.id else e for e in mine]
         outcome["escalation_id"] = escalation.id
         if decision["automatic"] and escalation.state is EscalationState.SUGGESTED:
             escalation = hand_off(ctx, ref, decision["destination"], actor="rules")
