@@ -301,6 +301,22 @@ def test_a_ticket_joins_an_escalation_with_its_audit_entry(store):
         store.join_escalation(10**9, other, states=joinable)
 
 
+def test_an_escalations_done_subjects_come_by_action(store):
+    record, _ = store.get_or_create_escalation(TICKET, "engineering")
+    other, _ = store.get_or_create_escalation(TicketRef.zendesk(44), "engineering")
+    for subject in ("42", "43", "43"):  # a retried link is audited twice: one subject
+        store.record_action("jira", "jira_remote_link", subject, escalation_id=record.id)
+    store.record_action("jira", "jira_join_comment", "43", escalation_id=record.id)
+    store.record_action("jira", "jira_remote_link", "44", escalation_id=other.id)
+    store.record_action("jira", "jira_impact_property", str(record.id), escalation_id=record.id)
+
+    done = store.ledger_subjects({"jira_remote_link", "jira_join_comment"}, escalation_id=record.id)
+    assert done == {"jira_remote_link": {"42", "43"}, "jira_join_comment": {"43"}}
+    assert store.ledger_subjects({"jira_join_comment"}, escalation_id=other.id) == {
+        "jira_join_comment": set()
+    }
+
+
 def test_concurrent_joins_all_land(store):
     record, _ = store.get_or_create_escalation(TICKET, "engineering")
     barrier = threading.Barrier(6)

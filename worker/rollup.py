@@ -45,8 +45,6 @@ SEVERITY_RAISED = "severity_raised"
 JIRA_SEVERITY = "jira_severity"
 IMPACT_SET = "jira_impact_property"
 IMPACT_PROPERTY = "escalate-impact"
-# Links and join comments of one issue, read at once: two per ticket, however many customers share it.
-_LEDGER_READ = 100_000
 COMMENT_MARK = "Escalate:"  # how our own Jira comments begin (progress tells them from engineering's)
 SEVERITY_RANK = {None: -1, "medium": 0, "high": 1, "critical": 2}
 RESOLVED_STATES = frozenset(
@@ -254,9 +252,8 @@ def reconcile(ctx: JobContext, escalation: EscalationRecord) -> bool:
     rt = runtime_for(ctx.settings)
     if not escalation.jira_key or escalation.destination not in grouped(rt.rules):
         return False
-    done = ctx.store.ledger({REMOTE_LINK, JOIN_COMMENT}, escalation_id=escalation.id, limit=_LEDGER_READ)
-    linked = {a.subject for a in done if a.action == REMOTE_LINK}
-    commented = {a.subject for a in done if a.action == JOIN_COMMENT}
+    done = ctx.store.ledger_subjects({REMOTE_LINK, JOIN_COMMENT}, escalation_id=escalation.id)
+    linked, commented = done[REMOTE_LINK], done[JOIN_COMMENT]
     missing = any(t.id not in linked for t in escalation.tickets) or any(
         t.id not in commented for t in escalation.tickets[1:]
     )
@@ -426,9 +423,8 @@ def _carry_to_jira(
     assert key is not None
     store = ctx.store
     # What was done for this issue already, in one read: a link and (but for the first) a comment per ticket.
-    done = store.ledger({REMOTE_LINK, JOIN_COMMENT}, escalation_id=escalation.id, limit=_LEDGER_READ)
-    linked = {a.subject for a in done if a.action == REMOTE_LINK}
-    commented = {a.subject for a in done if a.action == JOIN_COMMENT}
+    done = store.ledger_subjects({REMOTE_LINK, JOIN_COMMENT}, escalation_id=escalation.id)
+    linked, commented = done[REMOTE_LINK], done[JOIN_COMMENT]
     for t in tickets:
         if t.ref.id in linked:
             continue

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from worker.store import statements
 from worker.store.lifecycle import OPEN_STATES, TERMINAL_STATES, EscalationState, check_transition
 from worker.store.models import AuditEntry, Escalation, EscalationTicket, utcnow
-from worker.store.records import ActionRecord, EscalationRecord, TicketRef, escalations_from_rows
+from worker.store.records import ActionRecord, EscalationRecord, TicketRef
 
 
 class TicketAlreadyEscalated(Exception):
@@ -204,11 +204,12 @@ class EscalationVerbs:
         another open escalation for that destination. KeyError when there is no such escalation.
 
         Four statements under the escalation's row lock (a transition waits for it, so no link opens
-        under an escalation closing meanwhile); the ORM's lock, savepoint and flush took seven."""
+        under an escalation closing meanwhile); the ORM's lock, savepoint and flush took seven. The
+        tickets are read back as (source, id) alone: an outage's escalation gathers hundreds."""
         with self._session(write=True) as session:
             connection = session.connection()
             key = {"escalation_id": escalation_id}
-            row = connection.execute(statements.lock_escalation_state(), key).first()
+            row = connection.execute(statements.lock_escalation_row(), key).first()
             if row is None:
                 raise KeyError(f"no escalation {escalation_id}")
             state = EscalationState(row.state)
@@ -228,8 +229,8 @@ class EscalationVerbs:
                 connection.execute(
                     statements.record_action(), statements.audit_values(**audit, escalation_id=escalation_id)
                 )
-            rows = connection.execute(statements.escalation_with_tickets(), key).all()
-        return escalations_from_rows(rows)[escalation_id]
+            links = connection.execute(statements.escalation_links(), key).all()
+        return EscalationRecord.of(row, tuple(TicketRef(source, ticket_id) for source, ticket_id in links))
 
     def get_or_create_escalation(
         self, ticket: TicketRef, destination: str, draft: EscalationDraft | None = None

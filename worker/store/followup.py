@@ -390,6 +390,16 @@ class FollowupVerbs:
             rows = connection.execute(query, {**values, "actions": list(actions), "limit": limit})
             return [ActionRecord.of(row) for row in rows]
 
+    def ledger_subjects(self, actions: AbstractSet[str], *, escalation_id: int) -> dict[str, set[str]]:
+        """The subjects of the escalation's audited actions of the given kinds, by action: a grouped
+        issue's links and join comments, one per ticket, read without the entries themselves."""
+        found: dict[str, set[str]] = {action: set() for action in actions}
+        values = {"escalation_id": escalation_id, "actions": sorted(actions)}
+        with self._connect() as connection:
+            for action, subject in connection.execute(statements.done_for_escalation(), values):
+                found[action].add(subject)
+        return found
+
     def ledger_has(
         self, action: str, subject: str, *, escalation_id: int | None = None, target: str | None = None
     ) -> bool:

@@ -191,6 +191,31 @@ def audit_values(
 
 
 @functools.cache
+def done_for_escalation() -> Select[Any]:
+    """(action, subject) of the escalation's (``escalation_id``) audit entries of the kinds in ``actions``
+    (a list), distinct: what a grouped issue's ledger check needs of each, without the entries' details."""
+    c = AUDIT.c
+    return (
+        select(c.action, c.subject)
+        .where(
+            c.escalation_id == bindparam("escalation_id"), c.action.in_(bindparam("actions", expanding=True))
+        )
+        .distinct()
+    )
+
+
+@functools.cache
+def escalation_links() -> Select[Any]:
+    """The tickets (source, id) under the escalation ``escalation_id``, in linked order."""
+    c = LINKS.c
+    return (
+        select(c.ticket_source, c.ticket_id)
+        .where(c.escalation_id == bindparam("escalation_id"))
+        .order_by(c.id)
+    )
+
+
+@functools.cache
 def audit_entries(filters: tuple[str, ...], *, in_actions: bool = False) -> Select[Any]:
     """Audit entries, newest first, at most ``limit``; each of ``filters`` (columns: ``Store.actions`` and
     ``Store.ledger`` pass those they are given) binds the parameter of its name; ``in_actions`` binds
@@ -264,11 +289,10 @@ def tracking() -> Select[Any]:
 
 
 @functools.cache
-def lock_escalation_state() -> Select[Any]:
-    """The escalation's state and destination (``escalation_id``), its row locked until the transaction
-    ends (PostgreSQL; SQLite's transaction holds the write lock already)."""
-    c = ESCALATIONS.c
-    return select(c.state, c.destination).where(c.id == bindparam("escalation_id")).with_for_update()
+def lock_escalation_row() -> Select[Any]:
+    """The escalation ``escalation_id``, its row locked until the transaction ends (PostgreSQL; SQLite's
+    transaction holds the write lock already)."""
+    return select(ESCALATIONS).where(ESCALATIONS.c.id == bindparam("escalation_id")).with_for_update()
 
 
 @functools.cache
