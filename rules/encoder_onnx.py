@@ -65,7 +65,8 @@ LAYERS = MODEL_LAYERS
 # pieces (4.3 ms) costs accuracy (0.741). So a never-seen ticket costs at least ~5.5 ms there, which caps
 # bench/bench_evaluate.py's "new/s" below 200 whatever the rest costs. On an Intel Xeon with AVX-512 VNNI
 # and AMX (2026-11-27, session 7) this same export runs in 3.6-3.9 ms a text of bench_evaluate's (48
-# pieces; 3 pieces 1.4 ms, 32: 3.6, 64: 5.6, 128: 10.8), and "new/s" at a 1,000-ticket history is 200-212.
+# pieces; 3 pieces 1.4 ms, 32: 3.6, 64: 5.6, 128: 10.8), and "new/s" at a 1,000-ticket history is 200-212
+# in a quiet hour, 163-184 when the machine is busier (the same code measured both): at the line, not past.
 # Quantising this one matrix (the first layer's feed-forward output, whose inputs have the widest range)
 # costs the most agreement with torch: kept in float32, the worst cosine to torch's vector on the 213 texts
 # tests/data/symptom_pairs.yaml then held rises from 0.9898 to 0.9922, for about 6% more time per text.
