@@ -114,32 +114,11 @@ class EscalationLock:
             query = query.where(AuditEntry.target == target)
         return [ActionRecord.of(row) for row in self._session.scalars(query)]
 
-    def record_action(
-        self,
-        target: str,
-        action: str,
-        subject: str,
-        *,
-        outcome: str = "ok",
-        actor: str = "worker",
-        delivery_id: str | None = None,
-        detail: Mapping[str, Any] | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Audit an action in the same transaction as the state change it caused."""
-        self._session.add(
-            AuditEntry(
-                target=target,
-                action=action,
-                subject=subject,
-                outcome=outcome,
-                actor=actor,
-                escalation_id=self._row.id,
-                delivery_id=delivery_id,
-                detail=dict(detail) if detail is not None else None,
-                error=error,
-            )
-        )
+    def record_action(self, target: str, action: str, subject: str, **fields: Any) -> None:
+        """Audit an action in the same transaction as the state change it caused; ``fields`` as
+        ``statements.audit_values`` takes them, but ``escalation_id``, which is this one."""
+        values = statements.audit_values(target, action, subject, escalation_id=self._row.id, **fields)
+        self._session.add(AuditEntry(**values))
 
 
 def _open_for(session: Session, ticket: TicketRef, destination: str, *, lock: bool) -> Escalation | None:

@@ -289,31 +289,11 @@ class Store(EscalationVerbs, FollowupVerbs):
 
     # -- audit log ----------------------------------------------------------------------------
 
-    def record_action(
-        self,
-        target: str,
-        action: str,
-        subject: str,
-        *,
-        outcome: str = "ok",
-        actor: str = "worker",
-        escalation_id: int | None = None,
-        delivery_id: str | None = None,
-        detail: Mapping[str, Any] | None = None,
-        error: str | None = None,
-    ) -> ActionRecord:
-        """Audit one action on Zendesk or Jira (``target``), e.g. ``add_internal_note`` on ticket 42."""
-        values = statements.audit_values(
-            target,
-            action,
-            subject,
-            outcome=outcome,
-            actor=actor,
-            escalation_id=escalation_id,
-            delivery_id=delivery_id,
-            detail=detail,
-            error=error,
-        )
+    def record_action(self, target: str, action: str, subject: str, **fields: Any) -> ActionRecord:
+        """Audit one action on Zendesk or Jira (``target``), e.g. ``add_internal_note`` on ticket 42.
+        ``fields``: the rest of the entry, as ``statements.audit_values`` takes them (outcome, actor,
+        escalation_id, delivery_id, detail, error)."""
+        values = statements.audit_values(target, action, subject, **fields)
         with self._connect(write=True) as connection:
             return ActionRecord.of(connection.execute(statements.record_action(), values).one())
 
