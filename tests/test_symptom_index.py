@@ -292,6 +292,42 @@ def test_history_from_the_index_judges_like_zendesks_search(sandbox_state, tmp_p
     ctx.store.dispose()
 
 
+def test_a_case_holds_the_history_the_bundle_would_give_and_converts_each_row_once(
+    sandbox_state, tmp_path, monkeypatch
+):
+    ctx = context(sandbox_state, tmp_path)
+    monkeypatch.setenv(symptom_index.MODE_ENV, "index")
+    seeded = sorted(TICKETS.values())
+    for t in seeded:  # every seeded ticket indexed
+        symptom_index.fetch_bundle(ctx, t)
+    grouped = 0
+    for t in seeded:
+        ref = TicketRef.zendesk(t)
+        case = symptom_index.case_of(ctx, ref)
+        read = case_from_bundle(symptom_index.fetch_bundle(ctx, t))
+        assert case.ticket == read.ticket
+        assert case.history == read.history  # the adapter's own reading of raw_from_row's form
+        grouped += bool(case.history)
+        again = symptom_index.case_of(ctx, ref)
+        assert all(a is b for a, b in zip(case.history, again.history, strict=True))  # converted once
+    assert grouped  # the comparison is not vacuous
+
+    # A rewritten row is converted anew.
+    from worker.runtime import runtime_for
+
+    rt = runtime_for(ctx.settings)
+    refs = (TicketRef.zendesk(t) for t in seeded)
+    ref = next(r for r in refs if symptom_index.case_of(ctx, r).history)
+    before = symptom_index.case_of(ctx, ref).history[0]
+    changed = rt.zendesk.get_ticket(int(before.id))
+    later = (datetime.now(UTC) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    changed = {**changed, "tags": [*changed.get("tags", []), "retagged"], "updated_at": later}
+    assert index_for(ctx.store, rt.matcher).add(ctx.store, [changed]) == 1
+    after = next(h for h in symptom_index.case_of(ctx, ref).history if h.id == before.id)
+    assert after is not before and "retagged" in after.tags and "retagged" not in before.tags
+    ctx.store.dispose()
+
+
 # -- backfill ----------------------------------------------------------------------------------------------
 
 

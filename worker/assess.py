@@ -109,7 +109,6 @@ def assess_ticket(
     last assessment (same ``updated_at``, same rules, within ``reassess_after()``) is not judged again."""
     rt = runtime_for(ctx.settings)
     ref = TicketRef.of(source, ticket_id)
-    desk = rt.desk(source)
     # What this assessment saw, for telling a later event about the same ticket version apart.
     seen: dict[str, Any] = {"delivery": ":".join(delivery) if delivery else None}
     raw = None
@@ -120,7 +119,7 @@ def assess_ticket(
         if still_current(last, updated_at, rt.rules.version, seen["delivery"]):
             assert last is not None
             return {"ticket_id": ref.id, "verdict": last.verdict, "unchanged": True}
-    case = desk.case(symptom_index.case_bundle(ctx, ref, ticket=raw))  # the ticket just read is reused
+    case = symptom_index.case_of(ctx, ref, ticket=raw)  # the ticket just read is reused
     decision = evaluate(case, rt.rules, rt.matcher).to_dict()
     record = ctx.store.record_assessment(
         ref,

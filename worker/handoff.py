@@ -116,9 +116,7 @@ def _create(
     destination = escalation.destination
     target = rt.rules.destinations[Destination(destination)].jira
     assert target is not None
-    desk = rt.desk(ref.source)
-    bundle = symptom_index.case_bundle(ctx, ref)
-    package = package_for(desk.case(bundle), Destination(destination), rt.rules, rt.matcher)
+    package = package_for(symptom_index.case_of(ctx, ref), Destination(destination), rt.rules, rt.matcher)
     document = package_document(package)
     severity = package["severity"]["level"]
     try:
