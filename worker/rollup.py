@@ -335,8 +335,11 @@ def compute(
     high_value = [c["name"] for c in customers.values() if c["arr"] is not None and c["arr"] >= high]
     days = rules.thresholds.lookback_days
     created = sorted(t.created_at for t in tickets if t.created_at)
-    recent = sum(1 for c in created if c >= now - timedelta(days=days / 2))
-    earlier = sum(1 for c in created if now - timedelta(days=days) <= c < now - timedelta(days=days / 2))
+    # The cutoffs once, not per ticket: an outage's escalation sums hundreds on every join.
+    window, half = now - timedelta(days=days), now - timedelta(days=days / 2)
+    day = now - timedelta(hours=24)
+    recent = sum(1 for c in created if c >= half)
+    earlier = sum(1 for c in created if window <= c < half)
     needed = rules.thresholds.critical_high_value_organizations
     floor = "critical" if len(high_value) >= needed else None
     return {
@@ -350,7 +353,7 @@ def compute(
         "window_days": days,
         "first_reported_at": _iso(created[0]) if created else None,
         "last_reported_at": _iso(created[-1]) if created else None,
-        "last_24h": sum(1 for c in created if c >= now - timedelta(hours=24)),
+        "last_24h": sum(1 for c in created if c >= day),
         "recent_half_window": recent,
         "earlier_half_window": earlier,
         "growing": (recent > earlier) if len(created) >= 2 else None,

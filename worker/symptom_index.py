@@ -662,7 +662,9 @@ class SymptomIndex:
         wanted = list(dict.fromkeys(refs))
         with self._lock:
             at = {ref: self._by_key.get(ref) for ref in wanted}
-            ids = {ref: int(self._row_ids[pos]) for ref, pos in at.items() if pos is not None}
+            known = [ref for ref, pos in at.items() if pos is not None]
+            row_ids = self._row_ids[[at[ref] for ref in known]].tolist() if known else []
+        ids = dict(zip(known, row_ids, strict=True))  # numpy's scalars one by one cost more than the rest
         rows = self._full_rows(store, list(ids.values()))
         found = {ref: rows[row_id] for ref, row_id in ids.items() if row_id in rows}
         rest = [ref for ref in wanted if ref not in found]
