@@ -22,6 +22,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -551,7 +552,7 @@ class SymptomIndex:
                 strict=True,
             )
             return [
-                Hit(row_id, keys[i], orgs[i], None if created != created else _moment(created), score)
+                Hit(row_id, keys[i], orgs[i], None if math.isnan(created) else _moment(created), score)
                 for i, row_id, created, score in columns
             ]
 
