@@ -621,7 +621,7 @@ class SymptomIndex:
         for (hit, row), score in zip(pairs, exact, strict=True):
             score = hit.score if score is None else score
             if score >= wanted - 1e-6:  # the rules score the same vectors; summation order may differ
-                found.append((Hit(hit.row_id, hit.ticket, hit.organization_id, hit.created_at, score), row))
+                found.append((hit._replace(score=score), row))
         found.sort(key=lambda pair: -pair[0].score)
         return found, len(hits) < cap
 
