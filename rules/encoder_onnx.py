@@ -160,18 +160,13 @@ class OnnxEncoder:
     ) -> None:
         try:
             import onnxruntime
-            from tokenizers import Tokenizer
+            import tokenizers  # noqa: F401  _tokenizer's
         except ImportError as exc:
             raise OnnxEncoderUnavailable(f"the ONNX encoder needs onnxruntime and tokenizers: {exc}") from exc
         self.model_dir = model_dir
         self.layers = check_layers(layers)
         self.max_tokens = _max_seq_length(model_dir)
-        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        # The file pads every text to 128 tokens and cuts there; sentence-transformers pads to the longest
-        # text of a batch and cuts at the model's max_seq_length. One text, no padding: the same tokens.
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(self.max_tokens)
-        self._tokenizer = tokenizer
+        self._tokenizer = _tokenizer(model_dir)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -355,6 +350,8 @@ def _tokenizer(model_dir: Path) -> Any:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    # The file pads every text to 128 tokens and cuts there; sentence-transformers pads to the longest
+    # text of a batch and cuts at the model's max_seq_length. One text, no padding: the same tokens.
     tokenizer.no_padding()
     tokenizer.enable_truncation(_max_seq_length(model_dir))
     return tokenizer
