@@ -194,6 +194,10 @@ class OnnxEncoder:
             )
             self.path = ensure_model(model_dir, cache_dir, layers=layers, rebuild=True)
             self._session = open_session(self.path)
+            agreement = self.agreement()
+        # What `escalate doctor` reports: the worst probe's cosine to torch on this CPU, and the weights.
+        self.probe_agreement = agreement
+        self.weight_bits = self._session.get_modelmeta().custom_metadata_map.get(BITS_KEY)
 
     def agreement(self) -> float | None:
         """The lowest cosine, over the probe texts, between this CPU's vectors and those torch gave when

@@ -341,6 +341,9 @@ class _TorchEncoder:
         # one batch over the cores, so serialising calls costs nothing in throughput.
         self._lock = threading.Lock()
 
+    def describe(self) -> str:
+        return "torch, float32"
+
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         with self._lock:
             vectors = self._model.encode(
@@ -365,6 +368,14 @@ class _OnnxEncoder:
             self._encoder = OnnxEncoder(Path(path), layers=layers)
         except OnnxEncoderUnavailable as exc:
             raise SemanticUnavailable(f"{exc} (or set {ENCODER_ENV}=torch)") from exc
+
+    def describe(self) -> str:
+        encoder = self._encoder
+        bits = f"{encoder.weight_bits}-bit weights" if encoder.weight_bits else "weights of unknown width"
+        if encoder.probe_agreement is None:
+            return f"ONNX int8 ({bits}), not checked on this CPU (an export without torch's probe vectors)"
+        worst = encoder.probe_agreement
+        return f"ONNX int8 ({bits}), agrees with torch on this CPU (worst probe cosine {worst:.3f})"
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         return self._encoder.encode(texts)
@@ -440,6 +451,10 @@ class SemanticMatcher(MatcherBase):
         """Load the model now rather than on first use: before a worker forks, or for a readiness check.
         The ONNX encoder's first load on a machine exports the model (seconds; cached afterwards)."""
         _load_encoder(self.encoder, self.layers)
+
+    def describe(self) -> str:
+        """How the model runs here, loading it if need be: "ONNX int8 (8-bit weights), agrees with ..."."""
+        return str(_load_encoder(self.encoder, self.layers).describe())
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors, one row per text; a text with no content is the zero vector."""

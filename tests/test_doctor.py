@@ -59,6 +59,7 @@ def test_a_working_installation_has_nothing_to_fix(sandbox_state, tmp_path, redi
     assert "project ENG is there for engineering" in said(findings, "jira", "ok")
     assert "schema at the latest revision" in said(findings, "database", "ok")
     assert "answers (Redis" in said(findings, "redis", "ok")
+    assert "the lexical matcher, as the rules ask" in said(findings, "matcher", "ok")
     # Nothing is running the queue in this test: it says so, and how to fix it.
     assert "no worker is listening" in said(findings, "queue", "warn")
     assert "escalate worker" in said(findings, "queue", "warn")
@@ -210,3 +211,50 @@ def test_a_jsm_desk_is_checked_when_one_is_configured(sandbox_state, tmp_path):
     assert "does not exist" in said(missing, "jsm", "fail")
     wrong = check(good_env(sandbox_state, tmp_path, **{**ENVIRONMENT, "JSM_PROJECT_KEY": "not a key"}))
     assert "JSM settings are unusable" in said(wrong, "jsm", "fail")
+
+
+def _shipped_rules(tmp_path: Path) -> dict[str, str]:
+    """The shipped rules (matcher: auto), nothing to reach over the network."""
+    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}"}
+
+
+def test_the_semantic_matcher_is_loaded_and_its_int8_model_checked_on_this_cpu(tmp_path):
+    from rules import encoder_onnx, similarity
+
+    if not similarity.semantic_available() or not encoder_onnx.available():
+        pytest.skip("the semantic extra with onnxruntime is not installed")
+    findings = check(_shipped_rules(tmp_path), network=False)
+    line = said(findings, "matcher", "ok")
+    assert "semantic:all-MiniLM-L6-v2/onnx-int8 loads" in line, findings
+    assert "agrees with torch on this CPU (worst probe cosine 0.9" in line
+    assert "-bit weights" in line
+
+
+def test_a_missing_semantic_extra_is_a_warning_naming_what_is_lost(tmp_path, monkeypatch):
+    from rules import evaluate
+
+    # A None entry in sys.modules makes the package look uninstalled; the matcher cache must not remember
+    # a semantic matcher from an earlier test.
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    evaluate._matcher.cache_clear()
+    try:
+        findings = check(_shipped_rules(tmp_path), network=False)
+    finally:
+        evaluate._matcher.cache_clear()
+    assert "reworded reports of one problem are not grouped" in said(findings, "matcher", "warn")
+    assert "escalate[semantic]" in said(findings, "matcher", "warn")
+
+
+def test_a_semantic_matcher_that_cannot_load_fails_the_check(tmp_path, monkeypatch):
+    from rules import evaluate
+
+    rules = Path(lexical_rules(tmp_path))
+    text = rules.read_text(encoding="utf-8")
+    rules.write_text(text.replace("  matcher: lexical ", "  matcher: semantic ", 1), encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    evaluate._matcher.cache_clear()
+    try:
+        findings = check({**_shipped_rules(tmp_path), "ESCALATE_RULES": str(rules)}, network=False)
+    finally:
+        evaluate._matcher.cache_clear()
+    assert "the semantic matcher the rules ask for does not load" in said(findings, "matcher", "fail")

@@ -1,10 +1,11 @@
 """`escalate doctor`: is this installation able to work, and if not, what exactly is wrong, in words.
 
-Each check returns findings: an area (configuration, rules, database, redis, queue, zendesk, jira, jsm,
-sidebar, metrics), a level (``ok``, ``warn``: works but watch it, ``fail``: something will not work) and
-a sentence an operator can act on. Nothing here changes anything: the only calls out are reads (who am I,
-does this project exist, PING, SELECT 1). Secrets are never printed; URLs are shown with the password
-masked.
+Each check returns findings: an area (configuration, rules, matcher, database, redis, queue, zendesk,
+jira, jsm, sidebar, metrics), a level (``ok``, ``warn``: works but watch it, ``fail``: something will not
+work) and a sentence an operator can act on. Nothing here changes anything: the only calls out are reads
+(who am I, does this project exist, PING, SELECT 1), and the matcher's check builds the int8 model's cache
+file if this machine has none, as a worker's first job would. Secrets are never printed; URLs are shown
+with the password masked.
 """
 
 from __future__ import annotations
@@ -55,7 +56,14 @@ class Doctor:
 
     def run(self) -> list[Finding]:
         findings: list[Finding] = []
-        checks: list[Check] = [check_configuration, check_rules, check_database, check_redis, check_metrics]
+        checks: list[Check] = [
+            check_configuration,
+            check_rules,
+            check_matcher,
+            check_database,
+            check_redis,
+            check_metrics,
+        ]
         if self.network:
             checks += [check_zendesk, check_jira, check_jsm]
         for check in checks:
@@ -201,6 +209,36 @@ def check_rules(doc: Doctor) -> list[Finding]:
 
 
 # -- our own services ---------------------------------------------------------------------------
+
+
+def check_matcher(doc: Doctor) -> list[Finding]:
+    """The symptom matcher the rules ask for, loaded as a worker loads it (the first load on a machine
+    builds the int8 model: seconds). Only the semantic one groups reworded reports of one problem, and
+    its int8 arithmetic must agree with torch on this CPU."""
+    from rules.evaluate import matcher_for
+    from rules.ruleset import RulesError, load_ruleset
+    from rules.similarity import SemanticMatcher, SemanticUnavailable
+
+    try:
+        rules = load_ruleset(doc.settings.rules_path)
+    except RulesError:
+        return []  # check_rules says why
+    asked = rules.similarity.matcher
+    try:
+        matcher = matcher_for(rules)
+        if isinstance(matcher, SemanticMatcher):
+            return [ok("matcher", f"{matcher.name} loads: {matcher.describe()}.")]
+    except SemanticUnavailable as exc:
+        return [fail("matcher", f"the semantic matcher the rules ask for does not load: {_why(exc)}")]
+    if asked == "lexical":
+        return [ok("matcher", "the lexical matcher, as the rules ask (similarity.matcher: lexical).")]
+    return [
+        warn(
+            "matcher",
+            "the lexical matcher stands in for the semantic one, whose packages are not installed (pip "
+            "install 'escalate[semantic]'): reworded reports of one problem are not grouped.",
+        )
+    ]
 
 
 def check_database(doc: Doctor) -> list[Finding]:
