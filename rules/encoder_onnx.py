@@ -206,7 +206,16 @@ class OnnxEncoder:
         if not stored:
             return None
         want = np.asarray(json.loads(stored), dtype=np.float32)
-        return float(np.min(np.sum(self.encode(_PROBES) * want, axis=1)))
+        return _worst(self.encode(_PROBES), want)
+
+    def describe(self) -> str:
+        """The weights and how they fare on this CPU, for `escalate doctor`."""
+        bits = f"{self.weight_bits}-bit weights" if self.weight_bits else "weights of unknown width"
+        worst = self.probe_agreement
+        if worst is None:
+            return f"ONNX int8 ({bits}), not checked on this CPU (an export without torch's probe vectors)"
+        verb = "agrees" if worst >= MIN_AGREEMENT else "DISAGREES"
+        return f"ONNX int8 ({bits}), {verb} with torch on this CPU (worst probe cosine {worst:.3f})"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors (float32), one row per text."""
@@ -387,7 +396,12 @@ def _agreement(int8_path: Path, tokenizer: Any, want: np.ndarray) -> float:
         session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
         for ids in _probe_ids(tokenizer)
     ]
-    return float(np.min(np.sum(np.asarray(got) * want, axis=1)))
+    return _worst(np.asarray(got), want)
+
+
+def _worst(got: np.ndarray, want: np.ndarray) -> float:
+    """The lowest cosine between matching rows of two sets of unit vectors."""
+    return float(np.min(np.sum(got * want, axis=1)))
 
 
 def _stamp(path: Path, props: dict[str, str]) -> None:

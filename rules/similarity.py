@@ -370,15 +370,7 @@ class _OnnxEncoder:
             raise SemanticUnavailable(f"{exc} (or set {ENCODER_ENV}=torch)") from exc
 
     def describe(self) -> str:
-        from rules.encoder_onnx import MIN_AGREEMENT
-
-        encoder = self._encoder
-        bits = f"{encoder.weight_bits}-bit weights" if encoder.weight_bits else "weights of unknown width"
-        if encoder.probe_agreement is None:
-            return f"ONNX int8 ({bits}), not checked on this CPU (an export without torch's probe vectors)"
-        worst = encoder.probe_agreement
-        verb = "agrees" if worst >= MIN_AGREEMENT else "DISAGREES"
-        return f"ONNX int8 ({bits}), {verb} with torch on this CPU (worst probe cosine {worst:.3f})"
+        return self._encoder.describe()
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         return self._encoder.encode(texts)

@@ -223,14 +223,15 @@ def check_matcher(doc: Doctor) -> list[Finding]:
         rules = load_ruleset(doc.settings.rules_path)
     except RulesError:
         return []  # check_rules says why
-    asked = rules.similarity.matcher
     try:
         matcher = matcher_for(rules)
-        if isinstance(matcher, SemanticMatcher):
-            return [ok("matcher", f"{matcher.name} loads: {matcher.describe()}.")]
+        # Loads the model: its export may fail here too.
+        loaded = matcher.describe() if isinstance(matcher, SemanticMatcher) else None
     except SemanticUnavailable as exc:
         return [fail("matcher", f"the semantic matcher the rules ask for does not load: {_why(exc)}")]
-    if asked == "lexical":
+    if loaded is not None:
+        return [ok("matcher", f"{matcher.name} loads: {loaded}.")]
+    if rules.similarity.matcher == "lexical":
         return [ok("matcher", "the lexical matcher, as the rules ask (similarity.matcher: lexical).")]
     return [
         warn(
