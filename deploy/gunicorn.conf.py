@@ -57,6 +57,8 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # Never log query strings: the sidebar's first load may carry a signed token.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+# gunicorn's logger, building only the atoms the format above names (worker/access_log.py).
+logger_class = "worker.access_log.AccessLogger"
 
 
 def on_starting(server: object) -> None:
