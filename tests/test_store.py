@@ -733,3 +733,25 @@ def test_a_job_whose_connection_dies_fails_and_the_next_job_gets_a_live_one(stor
     with store.pinned():  # the dead connection was dropped: the retry runs on a live one
         store.record_assessment(TICKET, DECISION, ruleset_version="v2")
         assert store.latest_assessment(TICKET).ruleset_version == "v2"
+
+
+def test_a_decision_reads_back_as_the_standard_librarys_json_would_give_it(store):
+    """The JSON columns go through orjson (store/engine.py): what comes back is what ``json`` would give."""
+    import json
+
+    import numpy as np
+
+    decision = {
+        **DECISION,
+        "verdict": 'Escalate: "checkout" fails for Zoë — 500 ✓',
+        "scores": {1: np.float64(0.8125), "2": 0.5},  # a matcher's float64, keys that are not strings
+        "ids": [2**62, -1, 0],
+        "nothing": None,
+    }
+    store.record_assessment(TICKET, decision, ruleset_version="r1", trace={"seen": ["a", 1.5, True]})
+    kept = store.latest_assessment(TICKET)
+    assert kept.decision == json.loads(json.dumps(decision))
+    assert kept.trace == {"seen": ["a", 1.5, True]}
+    with pytest.raises(Exception, match="not JSON serializable"):  # as json.dumps refuses it
+        store.record_assessment(TICKET, {**DECISION, "bad": {1, 2}}, ruleset_version="r1")
+    assert store.latest_assessment(TICKET).id == kept.id
