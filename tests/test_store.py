@@ -577,6 +577,22 @@ def test_escalations_of_tickets_come_with_all_their_tickets_oldest_first(store):
     assert both[a][0].tickets == (a, b, jsm) and [x.id for x in both[b]] == [first.id]
 
 
+def test_an_escalation_brings_its_tickets_in_the_order_they_were_linked(store):
+    """Not by id, as text or as number: 30 first, then 200, 1000 and 4, from every way of asking."""
+    first, *later = (TicketRef.zendesk(n) for n in (30, 200, 1000, 4))
+    escalation, _ = store.get_or_create_escalation(first, "engineering")
+    with store.lock_escalation(escalation.id) as lock:
+        for ref in later:
+            lock.link_ticket(ref)
+    linked = (first, *later)
+    assert store.escalations_of_tickets([later[-1]])[later[-1]][0].tickets == linked
+    own = store.escalations_of_tickets([first, *later], destinations={"product"}, own=first)
+    assert own[first][0].tickets == linked
+    looked = store.escalations_of_tickets([later[2], later[0]], destinations={"engineering"}, own=None)
+    assert looked[later[0]][0].tickets == (later[0], later[2])  # a look-alike's: the asked ones, linked order
+    assert store.escalation(escalation.id).tickets == linked
+
+
 def test_the_escalations_of_a_tickets_look_alikes_are_found_by_index_at_scale(store):
     """What every assessment reads must not grow with the escalations ever made: on PostgreSQL, with
     20,000 escalations and 60,000 links, the plan reads the links by index and never scans either table

@@ -29,7 +29,13 @@ from sqlalchemy.orm import Session
 from worker.store import statements
 from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
 from worker.store.models import EscalationTicket, utcnow
-from worker.store.records import ActionRecord, EscalationRecord, TicketRef, escalations_from_rows
+from worker.store.records import (
+    ActionRecord,
+    EscalationRecord,
+    TicketRef,
+    escalations_from_grouped_rows,
+    escalations_from_rows,
+)
 
 _SYMPTOMS = statements.SYMPTOMS
 _SYNC_COLUMNS = statements.SYMPTOM_SYNC_COLUMNS
@@ -325,7 +331,8 @@ class FollowupVerbs:
         with self._connect() as connection:
             arrays = connection.dialect.name == "postgresql"
             query = statements.escalations_under(len(by_source), filtered, arrays, open_links)
-            records = escalations_from_rows(connection.execute(query, values))
+            rows = connection.execute(query, values)
+            records = escalations_from_grouped_rows(rows) if arrays else escalations_from_rows(rows)
         found: dict[TicketRef, list[EscalationRecord]] = {}
         for record in records.values():  # oldest first; one grouped escalation is built once
             for ref in record.tickets:

@@ -172,6 +172,16 @@ def escalations_from_rows(rows: Iterable[Row[Any]]) -> dict[int, EscalationRecor
     return {i: EscalationRecord.of(row, tuple(tickets[i])) for i, row in first.items()}
 
 
+def escalations_from_grouped_rows(rows: Iterable[Row[Any]]) -> dict[int, EscalationRecord]:
+    """Escalations from rows of (escalation, ticket_sources, ticket_ids), one per escalation with its
+    tickets in two arrays in link order (``statements.escalations_under`` on PostgreSQL), keyed by id in
+    the rows' order."""
+    return {
+        row.id: EscalationRecord.of(row, tuple(map(TicketRef, row.ticket_sources, row.ticket_ids)))
+        for row in rows
+    }
+
+
 @dataclass(frozen=True)
 class ActionRecord:
     id: int

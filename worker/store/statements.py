@@ -32,6 +32,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.dml import Insert
 
 from worker.store.engine import upsert_insert
@@ -330,8 +331,12 @@ def escalations_under(
     ``destinations`` (a list), except those of the ticket ``own_source``/``own_id``, which come whatever
     their destination and with all their tickets; the others come with the asked tickets only (a grouped
     escalation may hold thousands, and who asks about a look-alike's needs the escalation, not its list).
-    ``arrays``: the lists are bound as arrays (``in_list``), on PostgreSQL. ``open_links`` (unfiltered):
-    only escalations an asked ticket's link is open in.
+    ``arrays`` (PostgreSQL): the lists are bound as arrays (``in_list``), and each escalation comes in
+    one row, its chosen links' tickets in two arrays, ``ticket_sources`` and ``ticket_ids``, in link order
+    (``escalations_from_grouped_rows``): an outage's escalation asked about with its look-alikes is then
+    one row, not a copy of it per look-alike. With 60 look-alikes 1.4-1.7 ms against 2.6-2.8, with 300
+    4.8-5.3 against 11.3-11.7, with 3 the same (0.8-1.0), statement and records, on a 2-core machine.
+    ``open_links`` (unfiltered): only escalations an asked ticket's link is open in.
 
     The links are chosen first, each way by an index, and only then joined to their escalations: one
     condition ORing the two ways read every link and every escalation (PostgreSQL cannot use an index
@@ -354,6 +359,18 @@ def escalations_under(
         if open_links:
             asked = asked.where(other.is_open.is_(True))
         chosen = select(*wanted).where(links.escalation_id.in_(asked.scalar_subquery())).subquery("chosen")
+    if arrays:
+        link = chosen.c
+        return (
+            select(
+                ESCALATIONS,
+                func.array_agg(aggregate_order_by(link.ticket_source, link.id)).label("ticket_sources"),
+                func.array_agg(aggregate_order_by(link.ticket_id, link.id)).label("ticket_ids"),
+            )
+            .join(chosen, chosen.c.escalation_id == ESCALATIONS.c.id)
+            .group_by(ESCALATIONS.c.id)  # its primary key: the other columns follow from it
+            .order_by(ESCALATIONS.c.id)
+        )
     return (
         select(ESCALATIONS, chosen.c.ticket_source, chosen.c.ticket_id)
         .join(chosen, chosen.c.escalation_id == ESCALATIONS.c.id)
