@@ -326,11 +326,12 @@ def escalations_under(
     sources: int, filtered: bool = False, arrays: bool = False, open_links: bool = False
 ) -> Select[Any]:
     """Every escalation any of the tickets is under, with its tickets: one row per (escalation, ticket),
-    oldest escalation and link first. Binds ``source_<n>`` and ``ids_<n>`` (a list) for each of ``sources``
-    helpdesks. Unfiltered, each escalation comes with all its tickets. ``filtered``: only escalations to
-    ``destinations`` (a list), except those of the ticket ``own_source``/``own_id``, which come whatever
-    their destination and with all their tickets; the others come with the asked tickets only (a grouped
-    escalation may hold thousands, and who asks about a look-alike's needs the escalation, not its list).
+    oldest escalation and link first (one row per escalation with ``arrays``, below). Binds ``source_<n>``
+    and ``ids_<n>`` (a list) for each of ``sources`` helpdesks. Unfiltered, each escalation comes with all
+    its tickets. ``filtered``: only escalations to ``destinations`` (a list), except those of the ticket
+    ``own_source``/``own_id``, which come whatever their destination and with all their tickets; the others
+    come with the asked tickets only (a grouped escalation may hold thousands, and who asks about a
+    look-alike's needs the escalation, not its list).
     ``arrays`` (PostgreSQL): the lists are bound as arrays (``in_list``), and each escalation comes in
     one row, its chosen links' tickets in two arrays, ``ticket_sources`` and ``ticket_ids``, in link order
     (``escalations_from_grouped_rows``): an outage's escalation asked about with its look-alikes is then
