@@ -373,6 +373,12 @@ class CpuMeter:
         ) / elapsed
         busy = (_busy_jiffies() - self._busy) / tick / elapsed
         self.cores["everything else"] = max(0.0, busy - sum(self.cores.values()))
+        self.elapsed = elapsed
+
+    def per_item_ms(self, name: str, items: int) -> float:
+        """CPU milliseconds the group spent per item (event, request): on a shared host whose cores run
+        at varying speed, steadier from run to run than the rate."""
+        return self.cores[name] * self.elapsed * 1000 / max(items, 1)
 
     def summary(self) -> str:
         return ", ".join(f"{name} {value:.2f}" for name, value in self.cores.items())

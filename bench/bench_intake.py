@@ -150,6 +150,8 @@ def main() -> int:
                     result = run_wrk(f"{base}/webhooks/zendesk", ROOT / "bench" / "wrk_signed.lua", signed,
                                      threads=args.threads, connections=connections, duration=args.duration)
                 result["cpu"] = meter.summary().replace("its children", "wrk")
+                served = sum(v for v in result["status"].values())
+                result["cpu_per_request_us"] = meter.per_item_ms("gunicorn", served) * 1000
                 result["connections"] = connections
                 result["queued"] = len(rq_queue)
                 results.append(result)
@@ -215,7 +217,7 @@ def _print_row(r: dict) -> None:
           f"max {lat['max'] / 1000:7.2f} ms   202: {r['status']['202']}, 200: {r['status']['200']}, "
           f"503: {r['status']['503']}, other: {r['status']['other']}, socket errors: {errors}, "
           f"queued jobs: {r['queued']}", flush=True)
-    print(f"        CPU (cores): {r['cpu']}", flush=True)
+    print(f"        CPU (cores): {r['cpu']}; gunicorn {r['cpu_per_request_us']:.0f} us a request", flush=True)
 
 
 if __name__ == "__main__":
