@@ -17,13 +17,14 @@ import sys
 import time
 import types
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
@@ -142,6 +143,22 @@ def _spare_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until_serving(
+    url: str, process: subprocess.Popen, output: Callable[[], str], *, timeout: float = 60
+) -> None:
+    """Until a GET of ``url`` answers 200; fails with the server's ``output`` if it exits or takes longer
+    than ``timeout`` (a loaded machine may take a while to answer the first request)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # still starting
+        assert process.poll() is None and time.monotonic() < deadline, output()[-2000:]
+        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +17,7 @@ import requests
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from tests.conftest_service import _spare_port
+from tests.conftest_service import _spare_port, wait_until_serving
 from worker.access_log import AccessLogger, named_atoms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,15 +119,7 @@ def test_escalate_serve_logs_one_json_line_per_request(tmp_path):
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                        break
-                except (requests.ConnectionError, requests.Timeout):
-                    pass
-                assert web.poll() is None and time.monotonic() < deadline, out.read_text()[-2000:]
-                time.sleep(0.2)
+            wait_until_serving(f"{url}/healthz", web, out.read_text)
             forged = requests.post(f"{url}/webhooks/zendesk?token=secret-in-query", data=b"{}", timeout=10)
             assert forged.status_code == 401
         finally:

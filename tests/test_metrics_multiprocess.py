@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.http.zendesk_webhook import TRIGGER_EVENT_TYPE
-from tests.conftest_service import ZENDESK_SECRET, _spare_port, as_body, zendesk_headers
+from tests.conftest_service import ZENDESK_SECRET, _spare_port, as_body, wait_until_serving, zendesk_headers
 from tests.test_metrics import lexical_rules
 from worker.metrics_dir import MANIFEST, DirectoryCollector
 
@@ -193,15 +192,7 @@ def test_gunicorn_workers_and_forked_job_processes_add_up(tmp_path, redis_url):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass  # still starting (a loaded machine may take a while to answer the first request)
-            assert web.poll() is None and time.monotonic() < deadline, web.stderr.read().decode()[-2000:]
-            time.sleep(0.2)
+        wait_until_serving(f"{url}/readyz", web, lambda: web.stderr.read().decode())
 
         def deliver(i: int) -> int:
             body = as_body({"type": TRIGGER_EVENT_TYPE, "ticket_id": str(1000 + i)})
