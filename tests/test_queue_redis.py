@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -125,6 +126,24 @@ def test_the_mark_is_the_scripts_last_write(redis_app, fake_pipeline):
     redis.delete(service.queue.rq.key, Job.key_for(JOB_ID))  # Redis is well again; the retry:
     assert service.intake.accept(_event("8350205582")) is AcceptOutcome.ENQUEUED
     assert redis.exists(MARK_PREFIX + JOB_ID) and service.queue.rq.get_job_ids() == [JOB_ID]
+
+
+def test_an_error_inside_redis_answers_500_logs_it_and_counts_it(redis_app, fake_pipeline, caplog):
+    """Not an outage (503) but a failure the sender should retry all the same: 500, with the traceback
+    in the log and the outcome counted, and no mark left to turn the retry away."""
+    from worker.metrics import WEBHOOKS
+
+    errors = WEBHOOKS.labels("zendesk", "error")
+    before = errors._value.get()
+    redis = service_of(redis_app).queue.connection
+    redis.set(service_of(redis_app).queue.rq.key, "not a list")
+    with caplog.at_level(logging.ERROR):
+        answer = deliver(redis_app.test_client())
+    assert (answer.status_code, answer.get_json()) == (500, {"error": "internal error"})
+    failed = [r for r in caplog.records if r.getMessage() == "zendesk webhook failed"]
+    assert len(failed) == 1 and failed[0].exc_info[0] is ResponseError
+    assert errors._value.get() == before + 1
+    assert not redis.exists(MARK_PREFIX + JOB_ID)
 
 
 def test_the_intake_stores_the_job_as_rq_itself_would(redis_app, fake_pipeline):

@@ -77,14 +77,21 @@ def test_inline_and_redis_services(tmp_path, redis_url):
 
 def test_the_factory_migrates_and_registers_the_endpoints(app):
     rules = {rule.rule for rule in app.url_map.iter_rules()}
-    assert {"/webhooks/zendesk", "/webhooks/jira", "/healthz", "/readyz"} <= rules
+    assert {"/healthz", "/readyz", "/metrics"} <= rules
+    # The webhooks are mounted in front of Flask: unsigned posts reach them and are refused.
+    client = app.test_client()
+    for path in ("/webhooks/zendesk", "/webhooks/jira"):
+        refused = client.post(path, data=b"{}", headers={"Content-Type": "application/json"})
+        assert (refused.status_code, refused.get_json()["error"]) == (401, "missing signature")
     service_of(app).store.ping()
     assert service_of(app).store.latest_assessment(TicketRef.zendesk(1)) is None  # the schema is there
 
 
 @pytest.mark.parametrize("path", ["/webhooks/zendesk", "/webhooks/jira"])
 def test_webhooks_take_only_post(client, path):
-    assert client.get(path).status_code == 405
+    answer = client.get(path)
+    assert (answer.status_code, answer.headers["Allow"]) == (405, "POST")
+    assert client.post(path + "/below", data=b"{}").status_code == 404
 
 
 def test_health_and_readiness(client, app):

@@ -6,7 +6,7 @@ script atomically, so no other command lands between its steps):
 1. if the delivery's long-lived mark exists, it is a duplicate;
 2. if the job (named after the delivery) exists, it is a duplicate too; the mark is written again,
    as it was queued: RQ keeps a failed job longer than the mark lives;
-3. otherwise write the job's hash exactly as RQ serialises it (worker/queue.py ``stored_fields``),
+3. otherwise write the job's hash exactly as RQ serialises it (worker/queue.py ``queued_fields``),
    push its id on the queue, register the queue with RQ, and, last, set the mark (7 days), which
    outlives the job hash RQ deletes after the result TTL.
 
@@ -30,12 +30,12 @@ Without Redis (inline), the store's unique (source, delivery_id) is the dedupe: 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
+from rq.job import Job
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.http.events import AcceptOutcome, InboundEvent
-from worker.queue import REDIS_ERRORS, InlineQueue, QueueUnavailable, RedisQueue, job_id_for, stored_fields
+from worker.queue import REDIS_ERRORS, InlineQueue, QueueUnavailable, RedisQueue, job_id_for
 from worker.store import Store
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,10 @@ class RedisIntake:
 
     def accept(self, event: InboundEvent) -> AcceptOutcome:
         job_id = job_id_for(event.source.value, event.delivery_id)
-        job = self.queue.build_job(event.to_dict(), job_id, describe_event(event))
-        # What RQ's enqueue sets on a job it queues; origin and status come with create_job.
-        job.enqueued_at = datetime.now(UTC)
-        keys = [MARK_PREFIX + job_id, job.key, self.queue.rq.key, self.queue.rq.redis_queues_keys]
-        args = [job_id, self.dedupe_ttl, job.ttl or -1, *stored_fields(job)]
+        keys = [MARK_PREFIX + job_id, Job.key_for(job_id), self.queue.rq.key, self.queue.rq.redis_queues_keys]
+        fields = self.queue.queued_fields(event.to_dict(), describe_event(event))
+        # -1: no TTL on the job hash, as RQ's enqueue of a job without one.
+        args = [job_id, self.dedupe_ttl, -1, *fields]
         try:
             queued = self.script(keys=keys, args=args)
         except REDIS_ERRORS as exc:

@@ -36,9 +36,9 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -50,13 +50,15 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from connector import metrics as connector_metrics  # first: sets up multi-process mode when configured
-from connector.http.webhook_common import OUTCOME_ATTR
+from connector.http.webhook_common import OUTCOME_KEY
 from worker import logging_setup
 from worker.store import AssessmentRecord
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 log = logging.getLogger(__name__)
 
-WEBHOOK_BLUEPRINTS = {"zendesk_webhook": "zendesk", "jira_webhook": "jira"}
 TOKEN_ENV = "ESCALATE_METRICS_TOKEN"
 _REGISTRY_KEY = "escalate.metrics_registry"
 
@@ -95,42 +97,26 @@ RATE_LIMIT_WAITS = connector_metrics.RATE_LIMIT_WAITS
 # -- webhooks -----------------------------------------------------------------------------------
 
 
-def webhook_outcome(response: Response, said: Any = None) -> str:
-    """What became of a delivery: the status word the endpoint answered with, which
-    connector/http/webhook_common.py's ``reply`` leaves in ``g`` (``said``), else the HTTP status."""
-    if said in ("accepted", "duplicate", "ignored", "unavailable"):
-        return str(said)
-    return {400: "malformed", 401: "unauthorized", 413: "too_large", 503: "unavailable"}.get(
-        response.status_code, "error"
-    )
+def instrument_webhook(source: str, endpoint: WSGIApplication) -> WSGIApplication:
+    """Wrap a webhook endpoint (connector/http/webhook_common.py ``WebhookEndpoint``): count what became
+    of each delivery, time the answer, and give the request's log lines the sender's delivery id."""
 
+    def instrumented(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        delivery = environ.get("HTTP_X_ZENDESK_WEBHOOK_INVOCATION_ID") or environ.get(
+            "HTTP_X_ATLASSIAN_WEBHOOK_IDENTIFIER"
+        )
+        token = logging_setup.bind(delivery_id=delivery) if delivery else None
+        try:
+            # The endpoint answers in one piece (a list), so timing the call times the answer.
+            return endpoint(environ, start_response)
+        finally:
+            if token is not None:
+                logging_setup.unbind(token)
+            WEBHOOKS.labels(source, environ.get(OUTCOME_KEY, "error")).inc()
+            WEBHOOK_SECONDS.labels(source).observe(time.perf_counter() - started)
 
-def _before_webhook() -> None:
-    source = WEBHOOK_BLUEPRINTS.get(request.blueprint or "")
-    if source is None:
-        return
-    g.escalate_webhook = (source, time.perf_counter())
-    # The sender's delivery id, on every log line of this request.
-    delivery = request.headers.get("X-Zendesk-Webhook-Invocation-Id") or request.headers.get(
-        "X-Atlassian-Webhook-Identifier"
-    )
-    if delivery:
-        g.escalate_log_token = logging_setup.bind(delivery_id=delivery)
-
-
-def _after_webhook(response: Response) -> Response:
-    started = g.pop("escalate_webhook", None)
-    if started is not None:
-        source, since = started
-        WEBHOOKS.labels(source, webhook_outcome(response, g.get(OUTCOME_ATTR))).inc()
-        WEBHOOK_SECONDS.labels(source).observe(time.perf_counter() - since)
-    return response
-
-
-def _end_log_context(exc: BaseException | None) -> None:
-    token = g.pop("escalate_log_token", None)
-    if token is not None:
-        logging_setup.unbind(token)
+    return instrumented
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -333,6 +319,3 @@ def init_app(app: Flask, queue: Any = None) -> None:
     """``GET /metrics`` and the webhook counting, on an app from ``worker.app.create_app``."""
     app.extensions[_REGISTRY_KEY] = build_registry(queue)
     app.add_url_rule("/metrics", "metrics", metrics_view)
-    app.before_request(_before_webhook)
-    app.after_request(_after_webhook)
-    app.teardown_request(_end_log_context)

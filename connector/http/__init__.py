@@ -1,4 +1,5 @@
-"""The HTTP endpoints: blueprints that verify, extract and delegate (never call out, never import worker)."""
+"""The HTTP endpoints: the webhooks (WSGI endpoints) and the sidebar (a blueprint). They verify, extract and
+delegate; they never call out and never import worker."""
 
 from connector.http.events import AcceptOutcome, EventKind, InboundEvent, Intake, IntakeUnavailable, Source
 

@@ -15,26 +15,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
-
 from connector.http import signing
 from connector.http.events import EventKind, InboundEvent, Source
 from connector.http.webhook_common import (
-    MAX_BODY_BYTES,
+    Answer,
     Malformed,
+    WebhookEndpoint,
+    WebhookRequest,
     body_digest,
     delegate,
     ignored,
     parse_json_object,
     read_body,
     reply,
-    secret,
 )
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("jira_webhook", __name__)
+PATH = "/webhooks/jira"
 
 SECRET_CONFIG_KEY = "JIRA_WEBHOOK_SECRET"
 DESK_CONFIG_KEY = "JSM_PROJECT_KEY"
@@ -98,8 +96,8 @@ OWN_FIELDS = frozenset({"labels"})
 CREATE_LABEL = "escalate_create"
 
 
-def _desk_project() -> str | None:
-    value = current_app.config.get(DESK_CONFIG_KEY)
+def _desk_project(config: Mapping[str, Any]) -> str | None:
+    value = config.get(DESK_CONFIG_KEY)
     return str(value).upper() if value else None
 
 
@@ -137,14 +135,9 @@ def _create_label_added(items: list[Mapping[str, Any]]) -> str | None:
     return None
 
 
-@bp.post("/webhooks/jira")
-def receive() -> Response:
-    try:
-        body = read_body()
-    except RequestEntityTooLarge:
-        return reply(413, error=f"body larger than {MAX_BODY_BYTES} bytes")
-
-    key = secret(SECRET_CONFIG_KEY)
+def receive(request: WebhookRequest, endpoint: WebhookEndpoint) -> Answer:
+    body = read_body(request)
+    key = endpoint.secret(SECRET_CONFIG_KEY, request)
     if key is None:
         return reply(401, error="webhook secret not configured")
     header = request.headers.get(SIGNATURE_HEADER, "")
@@ -160,7 +153,7 @@ def receive() -> Response:
         if not isinstance(event_type, str) or not event_type:
             raise Malformed("body has no webhookEvent")
         try:
-            if event_type in REQUEST_EVENTS and _is_request(_issue_key(data), _desk_project()):
+            if event_type in REQUEST_EVENTS and _is_request(_issue_key(data), _desk_project(endpoint.config)):
                 extracted = _request_event(event_type, data)
             elif event_type in EVENT_HANDLERS:
                 extracted = EVENT_HANDLERS[event_type](data)
@@ -179,4 +172,4 @@ def receive() -> Response:
         )
     except (Malformed, ValueError) as exc:
         return reply(400, error=str(exc))
-    return delegate(event)
+    return delegate(event, endpoint.intake())

@@ -12,26 +12,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
-
 from connector.http import signing
 from connector.http.events import EventKind, InboundEvent, Source
 from connector.http.webhook_common import (
-    MAX_BODY_BYTES,
+    Answer,
     Malformed,
+    WebhookEndpoint,
+    WebhookRequest,
     body_digest,
     delegate,
     ignored,
     parse_json_object,
     read_body,
     reply,
-    secret,
 )
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("zendesk_webhook", __name__)
+PATH = "/webhooks/zendesk"
 
 SECRET_CONFIG_KEY = "ZENDESK_WEBHOOK_SECRET"
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
@@ -145,14 +143,9 @@ SUBSCRIBED_EVENT_TYPES: tuple[str, ...] = tuple(
 )
 
 
-@bp.post("/webhooks/zendesk")
-def receive() -> Response:
-    try:
-        body = read_body()
-    except RequestEntityTooLarge:
-        return reply(413, error=f"body larger than {MAX_BODY_BYTES} bytes")
-
-    key = secret(SECRET_CONFIG_KEY)
+def receive(request: WebhookRequest, endpoint: WebhookEndpoint) -> Answer:
+    body = read_body(request)
+    key = endpoint.secret(SECRET_CONFIG_KEY, request)
     if key is None:
         return reply(401, error="webhook secret not configured")
     signature = request.headers.get(SIGNATURE_HEADER, "")
@@ -193,4 +186,4 @@ def receive() -> Response:
         )
     except (Malformed, ValueError) as exc:
         return reply(400, error=str(exc))
-    return delegate(event)
+    return delegate(event, endpoint.intake())
