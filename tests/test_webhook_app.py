@@ -89,9 +89,17 @@ def test_the_factory_migrates_and_registers_the_endpoints(app):
 
 @pytest.mark.parametrize("path", ["/webhooks/zendesk", "/webhooks/jira"])
 def test_webhooks_take_only_post(client, path):
+    from worker.metrics import WEBHOOKS
+
+    source = path.rsplit("/", 1)[-1]
+    counted = {o: WEBHOOKS.labels(source, o)._value.get() for o in ("error", "unauthorized")}
     answer = client.get(path)
     assert (answer.status_code, answer.headers["Allow"]) == (405, "POST")
     assert client.post(path + "/below", data=b"{}").status_code == 404
+    assert client.post(path, data=b"{}").status_code == 401
+    # A GET is no delivery; the unsigned POST is one, refused.
+    assert WEBHOOKS.labels(source, "error")._value.get() == counted["error"]
+    assert WEBHOOKS.labels(source, "unauthorized")._value.get() == counted["unauthorized"] + 1
 
 
 def test_health_and_readiness(client, app):

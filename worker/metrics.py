@@ -99,7 +99,8 @@ RATE_LIMIT_WAITS = connector_metrics.RATE_LIMIT_WAITS
 
 def instrument_webhook(source: str, endpoint: WSGIApplication) -> WSGIApplication:
     """Wrap a webhook endpoint (connector/http/webhook_common.py ``WebhookEndpoint``): count what became
-    of each delivery, time the answer, and give the request's log lines the sender's delivery id."""
+    of each delivery (a POST: the endpoint names its outcome; a request that is not a POST is no
+    delivery), time the answer, and give the request's log lines the sender's delivery id."""
 
     def instrumented(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -107,14 +108,19 @@ def instrument_webhook(source: str, endpoint: WSGIApplication) -> WSGIApplicatio
             "HTTP_X_ATLASSIAN_WEBHOOK_IDENTIFIER"
         )
         token = logging_setup.bind(delivery_id=delivery) if delivery else None
+        answered = False
         try:
             # The endpoint answers in one piece (a list), so timing the call times the answer.
-            return endpoint(environ, start_response)
+            answer = endpoint(environ, start_response)
+            answered = True
+            return answer
         finally:
             if token is not None:
                 logging_setup.unbind(token)
-            WEBHOOKS.labels(source, environ.get(OUTCOME_KEY, "error")).inc()
-            WEBHOOK_SECONDS.labels(source).observe(time.perf_counter() - started)
+            outcome = environ.get(OUTCOME_KEY, None if answered else "error")
+            if outcome is not None:
+                WEBHOOKS.labels(source, outcome).inc()
+                WEBHOOK_SECONDS.labels(source).observe(time.perf_counter() - started)
 
     return instrumented
 

@@ -3,9 +3,11 @@
 The endpoints are plain WSGI applications on Werkzeug's request, mounted in front of the Flask app
 (worker/app.py), not Flask views. A webhook is the service's most frequent request and its answer
 needs nothing of Flask: no URL variables, templates, sessions or app context. Flask's request and
-app contexts, URL matching and hooks were about a third of the app's CPU for a webhook (in-process,
-6,000 signed deliveries into Redis: 720-820 us a webhook as a Flask view, 440-570 us as this),
-which on 2 cores is the difference between the intake's ~1,200 and ~1,500 webhooks/s.
+app contexts, URL matching and hooks were about a third of the app's CPU for a webhook. In-process,
+6,000 signed deliveries into Redis, old and new code alternating: 580-720 us of CPU a webhook as a
+Flask view, 300-340 us as this together with the intake's job template (worker/queue.py
+``queued_fields``). Under gunicorn on 2 cores that took the intake from ~1,200 to 1,500-1,750
+webhooks/s (bench/bench_intake.py).
 
 A handler takes the request and the endpoint (its settings and the intake) and returns an ``Answer``;
 the endpoint turns it into the HTTP response and leaves the outcome in the WSGI environ, where the
@@ -36,8 +38,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 # Where the app factory keeps the service object whose ``intake`` the endpoints delegate to.
 EXTENSION_KEY = "escalate"
-# The WSGI environ key where an endpoint leaves what became of the delivery ("accepted", "duplicate",
-# "ignored", "malformed", "unauthorized", "too_large", "unavailable", "error") for the metrics.
+# The WSGI environ key where an endpoint leaves what became of a POST ("accepted", "duplicate", "ignored",
+# "malformed", "unauthorized", "too_large", "unavailable", "error") for the metrics.
 OUTCOME_KEY = "escalate.webhook_outcome"
 
 _OUTCOME_OF_STATUS = {400: "malformed", 401: "unauthorized", 413: "too_large", 503: "unavailable"}
@@ -169,7 +171,7 @@ class WebhookEndpoint:
             answer = Answer(405, {"error": "POST only"}, {"Allow": "POST"})
         else:
             answer = self._answer(WebhookRequest(environ))
-        environ[OUTCOME_KEY] = answer.outcome
+            environ[OUTCOME_KEY] = answer.outcome
         body = orjson.dumps(answer.fields)
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         headers.extend(answer.headers.items())
