@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     # says why); their outcomes are counted and timed on the way out (issue 7).
     webhooks = {
         module.PATH: metrics.instrument_webhook(
-            source, WebhookEndpoint(source, module.receive, app.config, lambda: service.intake)
+            source, WebhookEndpoint(source, module.receive, app.config, service.intake)
         )
         for source, module in (("zendesk", zendesk_webhook), ("jira", jira_webhook))
     }

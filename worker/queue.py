@@ -7,6 +7,7 @@ sleep), permanent errors fail at once with their reason.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -82,7 +83,6 @@ class RedisQueue:
     def __init__(self, connection: Redis, name: str) -> None:
         self.connection = connection
         self.rq = Queue(name, connection=connection)
-        self._template: tuple[Job, dict[str, Any]] | None = None
 
     @classmethod
     def from_url(cls, url: str, name: str) -> RedisQueue:
@@ -109,8 +109,18 @@ class RedisQueue:
             failure_ttl=FAILURE_TTL,
         )
 
+    @functools.cached_property
+    def _template(self) -> tuple[Job, dict[str, Any]]:
+        """``queued_fields``' template: one job built through RQ with the policy as it stands at the first
+        webhook, and the hash ``Job.save`` would write for it (None values are left out, as there). One
+        value, so a concurrent request never sees the job without its fields."""
+        job = self.build_job({}, "template", "")
+        return job, {k: v for k, v in job.to_dict().items() if v is not None}
+
     def queued_fields(self, event: dict[str, Any], description: str) -> list[Any]:
-        """``stored_fields`` of ``build_job(event, …)`` as queued now, for the intake's own write.
+        """The hash RQ's ``Job.save`` would write for ``build_job(event, …)`` queued now, flattened (field,
+        value, field, value, …) for the intake script's HSET, so an RQ worker reads the job as if RQ had
+        enqueued it.
 
         What RQ would store differs from job to job only in the call's data, the description and the
         moments, so one job built through RQ is the template for the rest: building a job and its
@@ -118,10 +128,6 @@ class RedisQueue:
         Protocol isinstance check). tests/test_queue_redis.py compares the result with RQ's own
         enqueue field by field, which catches a field a new RQ adds or renames.
         """
-        if self._template is None:
-            # One assignment of both: a request thread never sees a template without its fields.
-            job = self.build_job({}, "template", "")
-            self._template = (job, {k: v for k, v in job.to_dict().items() if v is not None})
         template, template_fields = self._template
         now = utcformat(datetime.now(UTC))
         call = (template.func_name, None, (event,), {})
@@ -150,12 +156,6 @@ class RedisQueue:
 
     def ping(self) -> None:
         self.connection.ping()
-
-
-def stored_fields(job: Job) -> list[Any]:
-    """The job's hash as ``Job.save`` writes it, flattened (field, value, field, value, …) for a
-    script's HSET: RQ's own serialisation, so an RQ worker reads the job as if RQ had enqueued it."""
-    return [item for key, value in job.to_dict().items() if value is not None for item in (key, value)]
 
 
 @dataclass

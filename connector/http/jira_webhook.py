@@ -172,4 +172,4 @@ def receive(request: WebhookRequest, endpoint: WebhookEndpoint) -> Answer:
         )
     except (Malformed, ValueError) as exc:
         return reply(400, error=str(exc))
-    return delegate(event, endpoint.intake())
+    return delegate(event, endpoint.intake)

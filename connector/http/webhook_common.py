@@ -130,8 +130,7 @@ class WebhookEndpoint:
     """One webhook URL as a WSGI application: POST only, a handler's ``Answer`` sent as JSON.
 
     ``config`` is read on every request (the Flask app's config, so a test or an operator's reload
-    sees a changed secret); ``intake`` is called on every request that gets that far, so the service
-    behind it may be built after the endpoint.
+    sees a changed secret).
     """
 
     def __init__(
@@ -139,16 +138,13 @@ class WebhookEndpoint:
         name: str,
         handler: Callable[[WebhookRequest, WebhookEndpoint], Answer],
         config: Mapping[str, Any],
-        intake: Callable[[], Intake],
+        intake: Intake,
     ) -> None:
         self.name = name
         self.handler = handler
         self.config = config
-        self._intake = intake
+        self.intake = intake
         self._reported: set[str] = set()
-
-    def intake(self) -> Intake:
-        return self._intake()
 
     def secret(self, config_key: str, request: Request) -> str | None:
         """The signing secret from the config, or None; a missing one is logged once per endpoint.
