@@ -70,7 +70,7 @@ def escalate_commands_in(text: str) -> set[str]:
 def known_variables() -> set[str]:
     """Every variable the code reads: the Settings' names and the ones the modules read themselves."""
     names = set(Settings.ENV_NAMES.values())
-    sources = [*ROOT.glob("worker/*.py"), *ROOT.glob("connector/**/*.py"), DEPLOY / "gunicorn.conf.py"]
+    sources = [*ROOT.glob("worker/**/*.py"), *ROOT.glob("connector/**/*.py"), DEPLOY / "gunicorn.conf.py"]
     text = "\n".join(p.read_text(encoding="utf-8") for p in sources if "sandbox" not in p.parts)
     for candidate in env_example():
         if re.search(rf"[\"']{candidate}[\"']", text):

@@ -1,4 +1,4 @@
-"""`escalate jobs failed|requeue`, `escalate worker` and `escalate db upgrade|downgrade|current`.
+"""`escalate jobs failed|requeue`, `escalate worker` and `escalate db upgrade|downgrade|current|prune`.
 
 The main CLI calls ``register(subparsers)``; every command sets ``func``, called with the parsed
 arguments and returning the exit status.
@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -24,7 +24,7 @@ from worker import jobs, logging_setup
 from worker import queue as job_queue
 from worker.config import Settings
 from worker.rq_workers import EscalateSimpleWorker, EscalateWorker
-from worker.store import Store, migrate
+from worker.store import Store, migrate, retention
 
 
 def register(subparsers: Any) -> None:
@@ -74,6 +74,22 @@ def register(subparsers: Any) -> None:
     downgrade.set_defaults(func=cmd_db_downgrade)
     current = db_commands.add_parser("current", help="show the schema's revision and the latest one")
     current.set_defaults(func=cmd_db_current)
+    prune = db_commands.add_parser(
+        "prune",
+        help="delete deliveries, assessments and audit entries past their retention window "
+        "(RQ's cron runs it daily with `escalate followthrough cron`)",
+    )
+    for kind, (variable, default) in retention.WINDOWS_ENV.items():
+        prune.add_argument(
+            f"--{kind}-days",
+            type=int,
+            default=None,
+            metavar="DAYS",
+            help=f"keep {kind} this many days, 0 for ever (default: ${variable}, else {default})",
+        )
+    prune.add_argument("--batch", type=int, default=retention.DEFAULT_BATCH, help="ids per transaction")
+    prune.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    prune.set_defaults(func=cmd_db_prune)
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -249,3 +265,30 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     print(f"current: {current or 'base (empty)'}")
     print(f"latest:  {head}")
     return 0 if current == head else 1
+
+
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    try:
+        windows = retention.Windows.from_env(
+            deliveries=args.deliveries_days, assessments=args.assessments_days, audit=args.audit_days
+        )
+        if args.batch < 1:
+            raise ValueError("--batch must be at least 1")
+    except ValueError as exc:
+        print(f"escalate db prune: {exc}", file=sys.stderr)
+        return 2
+    store = _store()
+    try:
+        counts = retention.prune(
+            store.engine, windows, now=datetime.now(UTC), batch=args.batch, dry_run=args.dry_run
+        )
+    finally:
+        store.dispose()
+    verb = "would delete" if args.dry_run else "deleted"
+    for kind in retention.WINDOWS_ENV:
+        days = getattr(windows, kind)
+        if days == 0:
+            print(f"{kind}: kept for ever")
+        else:
+            print(f"{kind}: {verb} {counts[kind]} older than {days} days")
+    return 0

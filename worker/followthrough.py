@@ -38,6 +38,7 @@ from typing import Any
 from connector import errors
 from connector.jira_description import adf_from_text
 from rules.ruleset import Destination, Severity
+from worker import housekeeping
 from worker.jobs import JobContext
 from worker.runtime import runtime_for
 from worker.store import EscalationRecord, EscalationState, TicketRef
@@ -391,7 +392,8 @@ def cron_scheduler(
     connection: Any, queue_name: str, *, interval: int = DEFAULT_INTERVAL, now: str | None = None
 ) -> Any:
     """RQ 3's cron scheduler with the follow-through check registered every ``interval`` seconds (the
-    first run is due at once). ``now`` pins the check's clock (tests, replays). Needs rq >= 2.5."""
+    first run is due at once), and the store's daily prune (``worker.housekeeping``). ``now`` pins the
+    check's clock (tests, replays). Needs rq >= 2.5."""
     from rq.cron import CronScheduler
 
     scheduler = CronScheduler(connection=connection, logging_level=logging.WARNING)
@@ -405,6 +407,7 @@ def cron_scheduler(
         failure_ttl=7 * 24 * 3600,
         name="escalate-followthrough",
     )
+    housekeeping.register(scheduler, queue_name)
     return scheduler
 
 

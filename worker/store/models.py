@@ -122,7 +122,8 @@ class Assessment(Base):
     matcher: Mapped[str | None] = mapped_column(String(64))
     delivery_ref: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
 
-    __table_args__ = (Index(None, "ticket_source", "ticket_id", "assessed_at"),)
+    # By delivery (migration 0004): deleting a delivery clears the references to it.
+    __table_args__ = (Index(None, "ticket_source", "ticket_id", "assessed_at"), Index(None, "delivery_ref"))
 
 
 class Escalation(Base):
