@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,8 @@ from rq import Queue, SimpleWorker
 from sqlalchemy import func, select, update
 
 from worker import cli_jobs, followthrough, housekeeping, jobs
+from worker.app import create_app
+from worker.config import Settings
 from worker.queue import redis_connection
 from worker.store import DeliveryStatus, EscalationDraft, EscalationState, Store, TicketRef
 from worker.store.retention import ASSESSMENTS, AUDIT, DELIVERIES, Windows, prune
@@ -237,3 +240,32 @@ def test_the_prune_job_runs_in_a_worker_against_the_workers_database(store, redi
     assert job.return_value()["assessments"] == 2
     with store.engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(ASSESSMENTS)) == 1
+
+
+# -- inline mode ------------------------------------------------------------------------------------
+
+
+def test_inline_prune_runs_at_once_then_once_per_period(store):
+    old = [assessment(store, 5) for _ in range(3)]
+    age(store, ASSESSMENTS, "assessed_at", old)
+    daily = housekeeping.InlinePrune()
+    assert daily.maybe_run(store) == {"deliveries": 0, "assessments": 2, "audit": 0}
+    age(store, ASSESSMENTS, "assessed_at", [assessment(store, 5)])
+    assert daily.maybe_run(store) is None  # not a day yet
+    assert housekeeping.InlinePrune(every=0).maybe_run(store)["assessments"] == 1
+
+
+def test_the_inline_service_prunes_its_store_from_the_ticker(tmp_path, monkeypatch):
+    monkeypatch.setenv("ESCALATE_FOLLOWTHROUGH_INTERVAL", "1")
+    url = f"sqlite:///{tmp_path / 'inline.sqlite3'}"
+    service = create_app(Settings(database_url=url, zendesk_webhook_secret="s")).extensions["escalate"]
+    store = service.store
+    old = [assessment(store, 5) for _ in range(3)]
+    age(store, ASSESSMENTS, "assessed_at", old)
+    deadline = time.monotonic() + 20
+    try:
+        while ids(store, ASSESSMENTS) != {old[-1]} and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        service.queue.close()  # the ticker stops at its next tick
+    assert ids(store, ASSESSMENTS) == {old[-1]}

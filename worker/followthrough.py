@@ -413,13 +413,14 @@ def cron_scheduler(
 
 class InlineTicker:
     """Inline mode's scheduler: a daemon thread running the check every ``interval`` seconds for as long
-    as the service lives and its queue is open."""
+    as the service lives and its queue is open, and the store's prune once a day."""
 
     def __init__(self, service: Any, interval: int) -> None:
         self._service = weakref.ref(service)
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="escalate-followthrough", daemon=True)
+        self._prune = housekeeping.InlinePrune()
 
     def start(self) -> InlineTicker:
         self._thread.start()
@@ -437,6 +438,10 @@ class InlineTicker:
                 run(service.job_context())
             except Exception:
                 log.exception("follow-through check failed; the next one runs in %ss", self.interval)
+            try:
+                self._prune.maybe_run(service.store)
+            except Exception:
+                log.exception("store prune failed; the next one runs in a day")
             del service
 
 
