@@ -70,6 +70,7 @@ from _common import (
 from rq.job import Job, JobStatus
 
 from worker.app import create_app
+from worker.cli_jobs import DEFAULT_WORKER_THREADS
 from worker.config import Settings
 
 TARGET_PER_WORKER = 50.0
@@ -117,10 +118,14 @@ def fill_backlog(database_url: str, escalations: int) -> None:
         engine.dispose()
 
 
-def worker_command(kind: str, redis_url: str, queue: str, profile: Path | None = None) -> list[str]:
+def worker_command(
+    kind: str, redis_url: str, queue: str, profile: Path | None = None, threads: int | None = None
+) -> list[str]:
     escalate = [sys.executable, "-c", "import sys; from worker.cli import main; sys.exit(main())", "worker"]
     if profile is not None:  # cProfile writes its file when the worker stops at the end of the run
         escalate = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "worker.cli", "worker"]
+    if threads is not None:
+        escalate += ["--threads", str(threads)]
     if kind == "escalate":
         # The production command: RQ's SimpleWorker with its scheduler, preloaded (worker/cli_jobs.py).
         return escalate
@@ -208,6 +213,9 @@ def main() -> int:
     parser.add_argument("--worker", choices=["escalate", "fork", "simple"], default="escalate",
                         help="escalate: `escalate worker` (production); fork: `escalate worker --fork`; "
                         "simple: `rq worker -w SimpleWorker` (RQ's own command, not preloaded)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="jobs each `escalate worker` runs at once (its --threads; default: the "
+                        f"command's, {DEFAULT_WORKER_THREADS}, or 1 with --worker fork)")
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--mode", choices=["steady", "changed", "fresh"], default="steady")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
@@ -218,12 +226,16 @@ def main() -> int:
                         help="run the (first) worker under cProfile and write its stats to FILE "
                         "(read with `python -m pstats FILE`); slows the worker, so not for figures")
     args = parser.parse_args()
+    if args.threads is not None and args.worker != "escalate":
+        parser.error("--threads is `escalate worker`'s: use it with --worker escalate")
+    threads = (args.threads or DEFAULT_WORKER_THREADS) if args.worker == "escalate" else 1
     if args.backlog and args.database != "postgresql":
         parser.error("--backlog fills the store with PostgreSQL's generate_series: use --database postgresql")
 
     info = machine()
     print_machine(info)
-    print(f"pipeline: {args.events} events, mode {args.mode}, {args.workers} x {args.worker} worker, "
+    kind = f"{args.worker} worker" + (f" with {threads} threads" if threads > 1 else "")
+    print(f"pipeline: {args.events} events, mode {args.mode}, {args.workers} x {kind}, "
           f"{args.database}{f' with a backlog of {args.backlog} escalations' if args.backlog else ''}, "
           f"Redis {'given' if args.redis_url else 'private redis-server'}, "
           "sandbox in its own process on this machine")
@@ -255,7 +267,7 @@ def main() -> int:
                 log = path.open("w")
                 logs.append(log)
                 profile = args.profile.resolve() if args.profile and n == 0 else None
-                command = worker_command(args.worker, redis_url, queue, profile)
+                command = worker_command(args.worker, redis_url, queue, profile, args.threads)
                 workers.append(subprocess.Popen(command, cwd=ROOT,
                                                 env=env, stdout=log, stderr=subprocess.STDOUT))
 
@@ -306,7 +318,7 @@ def main() -> int:
     print(f"events measured:      {len(jobs)} ({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))})")
     print(f"window:               {window:.2f} s (first job started -> last job ended)")
     print(f"events/s:             {rate:.1f} total, {per_worker:.1f} per worker "
-          f"({args.workers} x {args.worker})")
+          f"({args.workers} x {args.worker}{f', {threads} threads' if threads > 1 else ''})")
     print(f"job time (RQ):        p50 {percentile(durations, 50):.0f} ms, "
           f"p99 {percentile(durations, 99):.0f} ms")
     keys = ", ".join(sorted(i["key"] for i in created))

@@ -37,11 +37,16 @@ JOB_ID, DELIVERY = "zendesk-8350205582", "8350205582"
 
 
 @pytest.mark.parametrize("store", ["postgresql"], indirect=True)
-@pytest.mark.parametrize("search_lag", [False, True], ids=["search-current", "search-lagging"])
+@pytest.mark.parametrize(
+    ("search_lag", "threads"),
+    [(False, "1"), (True, "1"), (False, "3")],
+    ids=["search-current", "search-lagging", "search-current-threads"],
+)
 def test_a_worker_killed_after_jira_created_the_issue_leaves_exactly_one_issue(
-    sandbox_state, store, redis_url, tmp_path, search_lag
+    sandbox_state, store, redis_url, tmp_path, search_lag, threads
 ):
     system = build(sandbox_state, store, tmp_path, redis_url=redis_url, rules=lexical_rules(tmp_path))
+    system.env["ESCALATE_WORKER_THREADS"] = threads  # `escalate worker --threads 3`: the job in a thread
     jira = sandbox_state.jira_state
     ref = TicketRef.zendesk(OUTAGE)
     if search_lag:
@@ -78,11 +83,11 @@ def test_a_worker_killed_after_jira_created_the_issue_leaves_exactly_one_issue(
     if search_lag:
         run_worker_process(system, tmp_path / "worker-2.log")
         # The label search does not show the issue yet and the intent is recent: no second create, no
-        # failure, the job waits for the rest of the intent's window.
+        # failure, the job looks again soon (the intent's first job may still be at it), well before
+        # the window ends.
         job = system.rq.fetch_job(JOB_ID)
         assert job.get_status() == JobStatus.SCHEDULED
-        window = handoff.INTENT_WINDOW_SECONDS
-        assert 0.5 * window < system.scheduled_in(JOB_ID) <= window
+        assert 0 < system.scheduled_in(JOB_ID) <= 0.25 * handoff.INTENT_WINDOW_SECONDS
         assert job.meta["failure_reason"].startswith("rate limited 1 time(s)")
         assert len(system.issues()) == 1
         assert len(system.creates()) == 1
@@ -110,3 +115,17 @@ def test_a_worker_killed_after_jira_created_the_issue_leaves_exactly_one_issue(
     assert len(system.our_notes(OUTAGE)) == 2  # the assessment (once, before the kill) and the link
     assert system.rq.fetch_job(JOB_ID).get_status() == JobStatus.FINISHED
     assert system.store.get_delivery("zendesk", DELIVERY).status is DeliveryStatus.PROCESSED
+
+
+def test_a_job_that_finds_an_unconfirmed_intent_looks_again_soon_then_less_often():
+    window, soon = handoff.INTENT_WINDOW_SECONDS, handoff.INTENT_RECHECK_SECONDS
+    assert handoff.recheck_after(0) == handoff.recheck_after(2) == soon
+    assert handoff.recheck_after(20) == 20  # as long again as the intent is old
+    assert handoff.recheck_after(200) == window - 200  # never past the window
+    assert handoff.recheck_after(window - 0.2) == 1.0
+    # From a fresh intent, the looks reach the window in a handful of reschedules.
+    age, looks = 0.0, 0
+    while age < window:
+        age += handoff.recheck_after(age)
+        looks += 1
+    assert looks <= 8

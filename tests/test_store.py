@@ -771,3 +771,26 @@ def test_a_decision_reads_back_as_the_standard_librarys_json_would_give_it(store
     with pytest.raises(Exception, match="not JSON serializable"):  # as json.dumps refuses it
         store.record_assessment(TICKET, {**DECISION, "bad": {1, 2}}, ruleset_version="r1")
     assert store.latest_assessment(TICKET).id == kept.id
+
+
+def test_jobs_setting_an_index_state_at_once_all_succeed(store):
+    """A threaded worker's first jobs mark the index filled together: none may fail on the key."""
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def mark(n: int) -> None:
+        start.wait()
+        try:
+            store.set_index_state("filled", {"since": f"2026-11-{n + 10}T00:00:00+00:00"})
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=mark, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.index_state("filled")["since"] in {f"2026-11-{n + 10}T00:00:00+00:00" for n in range(8)}
+    store.set_index_state("filled", {"since": "2026-10-01T00:00:00+00:00"})
+    assert store.index_state("filled") == {"since": "2026-10-01T00:00:00+00:00"}

@@ -19,12 +19,23 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
+from rq.worker import BaseWorker
 
 from worker import jobs, logging_setup
 from worker import queue as job_queue
 from worker.config import Settings
-from worker.rq_workers import EscalateSimpleWorker, EscalateWorker
+from worker.rq_workers import EscalateSimpleWorker, EscalateThreadedWorker, EscalateWorker
 from worker.store import Store, migrate, retention
+
+THREADS_ENV = "ESCALATE_WORKER_THREADS"
+# One job at a time unless asked. Four at once give 30-40% more events a second on 2 cores (first
+# judgements 44-51/s a worker instead of 34-39, re-judgements 72-78 instead of 56; bench/bench_pipeline.py
+# --threads 4), but concurrent jobs of one outage's tickets then often race where separate workers rarely
+# do: rollup._carry_to_jira reads the ledger, then links and comments, so two refreshes of one escalation
+# can post a ticket's link note twice (deploy/README.md, Sizing).
+# Past 8, the HTTP clients' pools (10 connections a host) would drop keep-alive connections.
+DEFAULT_WORKER_THREADS = 1
+MAX_WORKER_THREADS = 8
 
 
 def register(subparsers: Any) -> None:
@@ -53,6 +64,15 @@ def register(subparsers: Any) -> None:
         default=os.environ.get("ESCALATE_WORKER_FORK", "").strip().lower() in ("1", "true", "yes", "on"),
         help="run each job in a forked process (RQ's Worker; env ESCALATE_WORKER_FORK=1): isolation at about "
         "a third of the throughput; by default jobs run in the worker process itself (RQ's SimpleWorker)",
+    )
+    worker.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run up to N jobs at once, each in a thread of this process (env ESCALATE_WORKER_THREADS, "
+        f"default {DEFAULT_WORKER_THREADS}, at most {MAX_WORKER_THREADS}): a job mostly waits for Zendesk, "
+        "Jira and the database, and another runs meanwhile; 1 with --fork",
     )
     worker.add_argument(
         "--max-jobs",
@@ -204,6 +224,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "REDIS_URL is not set: jobs run inline in the web process; no worker is needed.", file=sys.stderr
         )
         return 2
+    try:
+        threads = worker_threads(args.threads, fork=args.fork)
+    except ValueError as exc:
+        print(f"escalate worker: {exc}", file=sys.stderr)
+        return 2
     logging_setup.configure(settings)
     if settings.auto_migrate:
         # Before the worker forks its job processes, and with an engine that is gone before then.
@@ -221,11 +246,35 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # would isolate is covered elsewhere: RQ's job timeout still applies (SIGALRM in this process), a
     # crashed or killed worker's job is given back by RQ's abandoned-job handling, and --max-jobs bounds
     # leaks.
-    worker_class = EscalateWorker if args.fork else EscalateSimpleWorker
-    worker = worker_class([Queue(name, connection=connection) for name in names], connection=connection)
+    queues = [Queue(name, connection=connection) for name in names]
+    if args.fork:
+        worker: BaseWorker = EscalateWorker(queues, connection=connection)
+    elif threads > 1:
+        jobs.run_threads(threads)
+        worker = EscalateThreadedWorker(queues, connection=connection, threads=threads)
+    else:
+        worker = EscalateSimpleWorker(queues, connection=connection)
     # The scheduler runs Retry intervals and rate-limit reschedules; without it they never fire.
     worker.work(burst=args.burst, with_scheduler=True, max_jobs=args.max_jobs)
     return 0
+
+
+def worker_threads(given: int | None, *, fork: bool = False) -> int:
+    """The jobs a worker runs at once: ``--threads``, else ESCALATE_WORKER_THREADS, else the default
+    (one with ``--fork``, which runs each job in a process of its own)."""
+    if given is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        try:
+            given = int(raw) if raw else None
+        except ValueError:
+            raise ValueError(f"{THREADS_ENV} must be a whole number, not {raw!r}") from None
+    if given is None:
+        return 1 if fork else DEFAULT_WORKER_THREADS
+    if not 1 <= given <= MAX_WORKER_THREADS:
+        raise ValueError(f"threads must be 1 to {MAX_WORKER_THREADS}, not {given}")
+    if fork and given > 1:
+        raise ValueError(f"--fork runs one job at a time: drop --threads and {THREADS_ENV}")
+    return given
 
 
 # -- db -----------------------------------------------------------------------------------------

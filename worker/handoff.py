@@ -11,8 +11,9 @@ Why it cannot create twice, even when a worker dies between creating the issue a
 
 A worker that finds an intent without a key searches Jira for the label. Found: it records that issue.
 Not found: Jira Cloud's search lags behind creation, so it only creates anew once the intent is older
-than ``INTENT_WINDOW_SECONDS``; before that it reschedules itself. A create that Jira definitely refused
-(an HTTP error answer, not a timeout) is marked failed at once, so its retry does not wait.
+than ``INTENT_WINDOW_SECONDS``; before that it reschedules itself, soon at first (the other job is most
+likely still at it), then less often. A create that Jira definitely refused (an HTTP error answer, not
+a timeout) is marked failed at once, so its retry does not wait.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ from worker.store import (
 log = logging.getLogger(__name__)
 
 INTENT_WINDOW_SECONDS = 300
+# A job that finds another's intent looks again this soon, then after as long as the intent is old: most
+# often the other job is still creating the issue and records its key within a second (two jobs of one
+# outage's tickets, in two workers or two threads of one), so waiting out the whole window would hold
+# this ticket's job for five minutes. Doubling reaches the window in six looks, well within the job's
+# reschedules.
+INTENT_RECHECK_SECONDS = 5.0
 STARTED, FAILED, CREATED = "jira_create_started", "jira_create_failed", "jira_create_issue"
 LINKED = "record_jira_link"
 # The audit log's name for an L2 hand-over, per desk (Zendesk's predates JSM).
@@ -52,6 +59,11 @@ class CreationInDoubt(errors.RateLimited):
 
     A RateLimited, so the job reschedules itself after ``retry_after`` instead of failing or sleeping.
     """
+
+
+def recheck_after(age: float) -> float:
+    """Seconds until a job that found an unconfirmed intent ``age`` seconds old looks again."""
+    return max(min(INTENT_WINDOW_SECONDS - age, max(INTENT_RECHECK_SECONDS, age)), 1.0)
 
 
 def idempotency_label(ref: TicketRef, destination: str, escalation_id: int) -> str:
@@ -97,7 +109,7 @@ def _claim(
                 raise CreationInDoubt(
                     "jira",
                     f"an earlier attempt to create the issue for escalation {escalation.id} is unconfirmed",
-                    retry_after=max(INTENT_WINDOW_SECONDS - age, 1.0),
+                    retry_after=recheck_after(age),
                 )
         lock.record_action("jira", STARTED, ref.id, actor=actor, detail={"label": label})
         return escalation, label, None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,7 +149,23 @@ def process_event(event: dict[str, Any]) -> dict[str, Any] | Retry:
 
 
 _context: JobContext | None = None
+_context_lock = threading.Lock()
 _preloaded: Settings | None = None
+# Jobs this process runs at once (`escalate worker --threads`): each may hold two database connections
+# (its pinned one and a locking transaction's), so the pool is sized for them.
+_threads = 1
+
+
+def run_threads(threads: int) -> None:
+    """Size what ``worker_context`` builds for ``threads`` concurrent jobs; before the first job."""
+    global _threads
+    _threads = threads
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if _threads <= 1 or url.startswith("sqlite"):
+        return {}
+    return {"pool_size": max(5, 2 * _threads), "max_overflow": 10}
 
 
 def preload() -> None:
@@ -182,18 +199,22 @@ def worker_context() -> JobContext:
     """The context of this worker process, built on first use (after RQ's fork, never before it:
     database connections must not be shared across processes)."""
     global _context
-    if _context is None or _context.pid != os.getpid():
-        settings = Settings.from_env()
-        if settings == _preloaded:
-            settings = _preloaded  # the same object: runtime_for finds the rules and model preloaded
-        if settings.redis_url is None:
-            raise PermanentFailure("REDIS_URL is not set in the worker's environment")
-        _context = JobContext(
-            settings=settings,
-            store=Store.from_url(settings.database_url),
-            queue=RedisQueue.from_url(settings.redis_url, settings.queue_name),
-        )
-    return _context
+    context = _context
+    if context is not None and context.pid == os.getpid():
+        return context
+    with _context_lock:  # a threaded worker's first jobs start together: one context for all
+        if _context is None or _context.pid != os.getpid():
+            settings = Settings.from_env()
+            if settings == _preloaded:
+                settings = _preloaded  # the same object: runtime_for finds the rules and model preloaded
+            if settings.redis_url is None:
+                raise PermanentFailure("REDIS_URL is not set in the worker's environment")
+            _context = JobContext(
+                settings=settings,
+                store=Store.from_url(settings.database_url, **_engine_options(settings.database_url)),
+                queue=RedisQueue.from_url(settings.redis_url, settings.queue_name),
+            )
+        return _context
 
 
 def _note(job: Job, reason: str) -> None:

@@ -20,10 +20,14 @@ what RQ's own leave (the one difference: a suspension takes up to a second to st
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rq import SimpleWorker, Worker
+from rq.exceptions import StopRequested
+from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 
 HEARTBEAT_SLACK = 1.0
@@ -84,3 +88,79 @@ class EscalateSimpleWorker(LeanBookkeeping, SimpleWorker):
 
 class EscalateWorker(LeanBookkeeping, Worker):
     """A fork per job (`escalate worker --fork`)."""
+
+
+class EscalateThreadedWorker(LeanBookkeeping, SimpleWorker):
+    """Up to ``threads`` jobs at once in the worker's own process (`escalate worker --threads N`).
+
+    A job spends most of its time waiting for Zendesk, Jira, PostgreSQL and the model (which runs outside
+    the GIL); another job's Python runs meanwhile. The main thread takes a job only when a thread is free
+    (a job never waits in this process's hands), hands it to that thread with its RQ execution, and goes
+    back to the queue; each thread runs RQ's own ``perform_job``, so registries, results, retries and
+    failures are RQ's. What changes with threads:
+
+    - **Job timeouts** are raised in the job's thread by a timer (RQ's ``TimerDeathPenalty``): SIGALRM
+      reaches only the main thread. Like SIGALRM, it interrupts Python code, not a blocking call in C.
+    - **Shutdown**: a warm shutdown (SIGTERM) stops taking jobs and waits for those running; a cold one
+      (a second SIGTERM) waits for nothing, and RQ gives the running jobs back as abandoned, as for a
+      killed worker. ``--max-jobs`` and burst mode end after the running jobs too.
+    - **The worker's state** in Redis reads busy while it has a job and idle while it listens, which with
+      threads can be both at once: it shows what the main thread does.
+    """
+
+    death_penalty_class = TimerDeathPenalty
+
+    def __init__(self, *args: Any, threads: int = 2, **kwargs: Any) -> None:
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        super().__init__(*args, **kwargs)
+        self.threads = threads
+        self._free = threading.BoundedSemaphore(threads)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="escalate-job")
+        self._cold = False
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        # A free thread first: a job taken from the queue starts at once. While every thread is busy the
+        # worker keeps its key alive (a job may run for minutes).
+        while not self._free.acquire(timeout=max(self.worker_ttl / 3, 1)):
+            self.heartbeat()
+        if self._stop_requested:  # a warm shutdown asked while every thread was busy: take no more
+            self._free.release()
+            raise StopRequested()
+        try:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        except BaseException:
+            self._free.release()
+            raise
+        if result is None:
+            self._free.release()
+        return result
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        try:
+            execution = self.prepare_execution(job)
+            self._pool.submit(self._perform, job, queue, execution)
+        except BaseException:
+            self._free.release()
+            raise
+
+    def _perform(self, job: Any, queue: Any, execution: Any) -> None:
+        try:
+            self.perform_job(job, queue, execution)  # handles the job's own failures
+        except Exception:
+            self.log.exception("Worker %s: job %s failed outside the job itself", self.name, job.id)
+        finally:
+            self._free.release()
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:  # not a signal repeated within a second, which RQ ignores
+            self._cold = True
+            raise
+
+    def teardown(self) -> None:
+        # Warm: the running jobs end first, then the worker unregisters. Cold: it goes now, and the jobs
+        # still running are RQ's abandoned ones.
+        self._pool.shutdown(wait=not self._cold, cancel_futures=self._cold)
+        super().teardown()

@@ -283,13 +283,9 @@ class FollowupVerbs:
             return dict(row.value) if row is not None else None
 
     def set_index_state(self, name: str, value: Mapping[str, Any]) -> None:
-        with self._session(write=True) as session:
-            row = session.get(IndexState, name)
-            if row is None:
-                session.add(IndexState(name=name, value=dict(value)))
-            else:
-                row.value = dict(value)
-                row.updated_at = utcnow()
+        values = {"name": name, "value": dict(value), "updated_at": utcnow()}
+        with self._connect(write=True) as connection:
+            connection.execute(statements.set_index_state(self.engine.dialect.name), values)
 
     # -- escalations seen from their tickets --------------------------------------------------
 

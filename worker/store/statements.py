@@ -36,7 +36,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.dml import Insert
 
 from worker.store.engine import upsert_insert
-from worker.store.followup_models import EscalationTracking, SymptomRow
+from worker.store.followup_models import EscalationTracking, IndexState, SymptomRow
 from worker.store.lifecycle import DeliveryStatus
 from worker.store.models import Assessment, AuditEntry, Delivery, Escalation, EscalationTicket
 
@@ -45,6 +45,7 @@ ASSESSMENTS = Assessment.__table__
 AUDIT = AuditEntry.__table__
 SYMPTOMS = SymptomRow.__table__
 TRACKING = EscalationTracking.__table__
+INDEX_STATE = IndexState.__table__
 ESCALATIONS = Escalation.__table__
 LINKS = EscalationTicket.__table__
 
@@ -284,6 +285,18 @@ def set_tracking(dialect: str, fields: tuple[str, ...]) -> Insert:
     stmt = upsert_insert(dialect)(TRACKING).values(values)
     changed = {name: stmt.excluded[name] for name in (*fields, "updated_at")}
     return stmt.on_conflict_do_update(index_elements=["escalation_id"], set_=changed).returning(*TRACKING.c)
+
+
+@functools.cache
+def set_index_state(dialect: str) -> Insert:
+    """The index's named value ``name`` set to ``value``, made on first use: one statement, so two jobs
+    setting it at once both succeed (a read then an INSERT let the second fail on the key)."""
+    stmt = upsert_insert(dialect)(INDEX_STATE).values(
+        name=bindparam("name"), value=bindparam("value"), updated_at=bindparam("updated_at")
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["name"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}
+    )
 
 
 @functools.cache
