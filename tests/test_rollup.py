@@ -6,11 +6,15 @@ The whole service runs: the sandbox Zendesk and Jira, the app in Redis mode, an 
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
+from redis import Redis
 
+from connector import errors
 from tests.followup_env import (
     HOOLI,
     INITECH,
@@ -24,7 +28,7 @@ from tests.followup_env import (
     release_scheduled,
     requester_of,
 )
-from worker import followthrough
+from worker import followthrough, rollup
 from worker.rollup import IMPACT_PROPERTY
 from worker.store import EscalationState
 
@@ -174,3 +178,60 @@ def test_the_follow_through_check_finishes_a_join_a_failed_job_left_undone(desk)
     desk.work()  # the job's own retry comes later and repeats nothing
     assert len(desk.comments(key, "Massive Dynamic")) == 1
     assert linked_ticket_ids(desk.issue(key)) == sorted([first, second, third])
+
+
+# -- one job at a time carries an escalation -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_redis", [True, False], ids=["redis", "inline"])
+def test_carrying_an_escalation_is_one_job_at_a_time(redis_url, with_redis, monkeypatch):
+    """Two jobs refreshing one escalation would both find a ticket unlinked and link it twice (seen with
+    threaded workers in tests/test_two_workers.py): the second waits for the first."""
+    queue = SimpleNamespace(connection=Redis.from_url(redis_url)) if with_redis else SimpleNamespace()
+    ctx = SimpleNamespace(queue=queue)
+    inside: list[str] = []
+    first_in, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with rollup.carrying(ctx, 7):
+            inside.append("first in")
+            first_in.set()
+            release.wait(10)
+            inside.append("first out")
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert first_in.wait(10)
+
+    def second() -> None:
+        with rollup.carrying(ctx, 7):
+            inside.append("second in")
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    with rollup.carrying(ctx, 8):  # another escalation is not held up
+        inside.append("other")
+    time.sleep(0.3)
+    assert "second in" not in inside
+    release.set()
+    holder.join(10)
+    waiter.join(10)
+    assert inside == ["first in", "other", "first out", "second in"]
+
+
+def test_a_job_that_cannot_carry_within_its_wait_retries_later(redis_url, monkeypatch):
+    monkeypatch.setattr(rollup, "CARRY_WAIT_SECONDS", 0.2)
+    connection = Redis.from_url(redis_url)
+    ctx = SimpleNamespace(queue=SimpleNamespace(connection=connection))
+    held = connection.lock("escalate:carry:9", timeout=30)
+    assert held.acquire()
+    try:
+        with (
+            pytest.raises(errors.TransientError, match="being carried to Jira by another job"),
+            rollup.carrying(ctx, 9),
+        ):
+            pass
+    finally:
+        held.release()
+    with rollup.carrying(ctx, 9):  # free again
+        pass

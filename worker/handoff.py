@@ -179,8 +179,11 @@ def _link_both_ways(ctx: JobContext, rt: Runtime, ref: TicketRef, escalation: Es
     comment and the request's labels. Each desk's link is idempotent, so a retry repeats nothing."""
     key = escalation.jira_key
     assert key is not None
-    if rt.desk(ref.source).link_issue(ref.id, key):
-        ctx.store.record_action(ref.source, LINKED, ref.id, escalation_id=escalation.id, detail={"key": key})
+    with rollup.carrying(ctx, escalation.id):  # not beside a refresh linking the same ticket
+        if rt.desk(ref.source).link_issue(ref.id, key):
+            ctx.store.record_action(
+                ref.source, LINKED, ref.id, escalation_id=escalation.id, detail={"key": key}
+            )
 
 
 def _hand_to_l2(

@@ -18,11 +18,16 @@ ledger), as ``worker.handoff`` does. Which destinations group is the rules file'
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis.exceptions import LockError
+
+from connector import errors
 from connector.jira_description import adf_from_text
 from rules.adapters.coerce import number
 from rules.case import Ticket
@@ -413,6 +418,50 @@ def followup_view(store: Any, escalation: EscalationRecord) -> dict[str, Any]:
 
 
 def _carry_to_jira(
+    ctx: JobContext,
+    escalation: EscalationRecord,
+    tickets: Sequence[TicketInfo],
+    orgs: Mapping[str, Mapping[str, Any]],
+    rollup: Mapping[str, Any],
+    *,
+    changed: bool,
+) -> None:
+    with carrying(ctx, escalation.id):
+        _carry(ctx, escalation, tickets, orgs, rollup, changed=changed)
+
+
+CARRY_LOCK_SECONDS = 300  # a job's timeout: a lock its holder died with goes by then
+CARRY_WAIT_SECONDS = 60
+_local_carry_locks = [threading.Lock() for _ in range(64)]
+
+
+@contextmanager
+def carrying(ctx: JobContext, escalation_id: int) -> Iterator[None]:
+    """One job at a time carries an escalation to Jira. Carrying reads the ledger, then links, comments
+    and records: two jobs refreshing one escalation at once (an outage's tickets, in two workers or two
+    threads of one) would both find a ticket unlinked and post its link note twice. With Redis the lock
+    is Redis's, shared by every worker; inline, the process's own. Not had within a minute: the job
+    retries later (a transient failure) rather than act unguarded."""
+    connection = getattr(ctx.queue, "connection", None)
+    if connection is None:
+        with _local_carry_locks[escalation_id % len(_local_carry_locks)]:
+            yield
+        return
+    lock = connection.lock(
+        f"escalate:carry:{escalation_id}", timeout=CARRY_LOCK_SECONDS, blocking_timeout=CARRY_WAIT_SECONDS
+    )
+    if not lock.acquire():
+        raise errors.TransientError(
+            "escalate", f"escalation {escalation_id} is being carried to Jira by another job"
+        )
+    try:
+        yield
+    finally:
+        with suppress(LockError):  # held past its timeout: another job may hold it now
+            lock.release()
+
+
+def _carry(
     ctx: JobContext,
     escalation: EscalationRecord,
     tickets: Sequence[TicketInfo],
