@@ -432,6 +432,9 @@ def _carry_to_jira(
 
 CARRY_LOCK_SECONDS = 300  # a job's timeout: a lock its holder died with goes by then
 CARRY_WAIT_SECONDS = 60
+# How often a waiting job asks for the lock: redis-py's default, 0.1 s, cost a job of an outage's group
+# up to that much each time another was carrying (re-judgements with 4 threads: 64/s against 72-78).
+CARRY_POLL_SECONDS = 0.005
 _local_carry_locks = [threading.Lock() for _ in range(64)]
 
 
@@ -448,7 +451,10 @@ def carrying(ctx: JobContext, escalation_id: int) -> Iterator[None]:
             yield
         return
     lock = connection.lock(
-        f"escalate:carry:{escalation_id}", timeout=CARRY_LOCK_SECONDS, blocking_timeout=CARRY_WAIT_SECONDS
+        f"escalate:carry:{escalation_id}",
+        timeout=CARRY_LOCK_SECONDS,
+        blocking_timeout=CARRY_WAIT_SECONDS,
+        sleep=CARRY_POLL_SECONDS,
     )
     if not lock.acquire():
         raise errors.TransientError(
