@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from redis import Redis
+from rq.registry import ScheduledJobRegistry
 
 from connector import errors
 from tests.followup_env import (
@@ -28,9 +29,9 @@ from tests.followup_env import (
     release_scheduled,
     requester_of,
 )
-from worker import followthrough, rollup
+from worker import followthrough, handoff, rollup
 from worker.rollup import IMPACT_PROPERTY
-from worker.store import EscalationState
+from worker.store import EscalationState, TicketRef
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -235,3 +236,30 @@ def test_a_job_that_cannot_carry_within_its_wait_retries_later(redis_url, monkey
         held.release()
     with rollup.carrying(ctx, 9):  # free again
         pass
+
+
+def test_a_joined_ticket_does_not_wait_for_the_issue_another_job_is_creating(desk):
+    """The issue of an escalation is being created by its first ticket's job (its intent is recorded, Jira
+    has not answered): a second ticket's job that joins it and turns it critical leaves the creation to
+    that job, which links every ticket once the issue exists. The first ticket's own job waits."""
+    first = desk.ticket(HOOLI, *WEBHOOKS[0], tags=["bug_confirmed"])
+    desk.deliver(first)  # an escalation suggested to the agent
+    escalation = desk.escalation(first)
+    assert escalation.jira_key is None and escalation.state is EscalationState.SUGGESTED
+    ref = TicketRef.zendesk(first)
+    with desk.store.lock_escalation(escalation.id) as lock:
+        label = handoff.idempotency_label(ref, "engineering", escalation.id)
+        lock.record_action("jira", handoff.STARTED, str(first), actor="rules", detail={"label": label})
+
+    second = desk.ticket(WONKA, *WEBHOOKS[1])
+    desk.deliver(second)  # critical now: the rules would create the issue without a click
+    scheduled = ScheduledJobRegistry(queue=desk.service.queue.rq)
+    assert scheduled.get_job_ids() == []  # done, not rescheduled to judge the ticket again
+    assert desk.escalation(second).id == escalation.id
+    assert desk.escalation(second).severity == "critical"
+    assert eng_issues(desk) == []  # left to the first ticket's job
+
+    # The first ticket's job, run again (its worker died mid-create), waits for its own unconfirmed one.
+    with pytest.raises(handoff.CreationInDoubt):
+        handoff.hand_off(desk.ctx, ref, "engineering", actor="rules")
+    assert eng_issues(desk) == []

@@ -13,7 +13,7 @@ from rules.evaluate import evaluate
 from rules.package_document import assessment_document
 from rules.ruleset import Destination
 from worker import rollup, symptom_index  # issue 6: symptom index, one problem one issue
-from worker.handoff import hand_off
+from worker.handoff import CreationInDoubt, hand_off
 from worker.jobs import JobContext
 from worker.metrics import count_decision
 from worker.runtime import runtime_for
@@ -145,13 +145,34 @@ def assess_ticket(
         mine = [escalation if e.id == escalation.id else e for e in mine]
         outcome["escalation_id"] = escalation.id
         if decision["automatic"] and escalation.state is EscalationState.SUGGESTED:
-            escalation = hand_off(ctx, ref, decision["destination"], actor="rules")
-            current = False  # now created, with its issue key
+            escalation = _hand_off_unless_underway(ctx, ref, escalation, decision["destination"])
+            current = False  # now created, with its issue key (or being created by another job)
         outcome["state"] = escalation.state.value
         outcome["jira_key"] = escalation.jira_key
     settled = rollup.settle(ctx, ref, decision, mine=mine if current else None)  # links, rollup, severity
     outcome.update(placed.as_outcome(), **settled)
     return outcome
+
+
+def _hand_off_unless_underway(
+    ctx: JobContext, ref: TicketRef, escalation: EscalationRecord, destination: str
+) -> EscalationRecord:
+    """Carry out the escalation, unless this ticket only joined it and another ticket's job is creating
+    its issue right now: that job links every ticket under the escalation once the issue exists (it
+    reads them after recording the key, and this ticket joined before), so this one need not wait for
+    it and judge its ticket again. The escalation's own ticket waits (its job may be the one that died
+    mid-create: ``hand_off`` recovers it)."""
+    try:
+        return hand_off(ctx, ref, destination, actor="rules")
+    except CreationInDoubt:
+        if escalation.ticket == ref:
+            raise
+        log.info(
+            "ticket %s joined escalation %s, whose issue another job is creating: that job links it",
+            ref.id,
+            escalation.id,
+        )
+        return escalation
 
 
 def _escalation(

