@@ -258,10 +258,13 @@ def test_inline_prune_runs_at_once_then_once_per_period(store):
 def test_the_inline_service_prunes_its_store_from_the_ticker(tmp_path, monkeypatch):
     monkeypatch.setenv("ESCALATE_FOLLOWTHROUGH_INTERVAL", "1")
     url = f"sqlite:///{tmp_path / 'inline.sqlite3'}"
+    before = Store.from_url(url)  # the rows are old before the service and its ticker start
+    before.upgrade()
+    old = [assessment(before, 5) for _ in range(3)]
+    age(before, ASSESSMENTS, "assessed_at", old)
+    before.dispose()
     service = create_app(Settings(database_url=url, zendesk_webhook_secret="s")).extensions["escalate"]
     store = service.store
-    old = [assessment(store, 5) for _ in range(3)]
-    age(store, ASSESSMENTS, "assessed_at", old)
     deadline = time.monotonic() + 20
     try:
         while ids(store, ASSESSMENTS) != {old[-1]} and time.monotonic() < deadline:

@@ -220,7 +220,7 @@ def test_carrying_an_escalation_is_one_job_at_a_time(redis_url, with_redis, monk
     assert inside == ["first in", "other", "first out", "second in"]
 
 
-def test_a_job_that_cannot_carry_within_its_wait_retries_later(redis_url, monkeypatch):
+def test_a_job_that_cannot_carry_within_its_wait_is_rescheduled(redis_url, monkeypatch):
     monkeypatch.setattr(rollup, "CARRY_WAIT_SECONDS", 0.2)
     connection = Redis.from_url(redis_url)
     ctx = SimpleNamespace(queue=SimpleNamespace(connection=connection))
@@ -228,10 +228,11 @@ def test_a_job_that_cannot_carry_within_its_wait_retries_later(redis_url, monkey
     assert held.acquire()
     try:
         with (
-            pytest.raises(errors.TransientError, match="being carried to Jira by another job"),
+            pytest.raises(errors.RateLimited, match="being carried to Jira by another job") as raised,
             rollup.carrying(ctx, 9),
         ):
             pass
+        assert raised.value.retry_after == rollup.CARRY_RETRY_SECONDS  # a reschedule, not a failed try
     finally:
         held.release()
     with rollup.carrying(ctx, 9):  # free again

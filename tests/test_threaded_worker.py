@@ -12,10 +12,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
@@ -104,7 +105,7 @@ def test_the_first_jobs_share_one_context_with_a_pool_sized_for_them(monkeypatch
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     monkeypatch.setattr(jobs, "_context", None)
     monkeypatch.setattr(jobs, "_threads", 1)
-    jobs.run_threads(6)
+    jobs.size_for_threads(6)
     start = threading.Barrier(6)
     seen = []
 
@@ -154,10 +155,8 @@ def test_the_worker_refuses_a_thread_count_it_cannot_run(monkeypatch, capsys, re
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_a_warm_shutdown_lets_the_running_jobs_end(redis_url, tmp_path):
-    queue = queue_of(redis_url)
-    env = {
+def worker_env(redis_url: str, queue: Queue, tmp_path: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "REDIS_URL": redis_url,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'w.sqlite3'}",
@@ -165,20 +164,28 @@ def test_a_warm_shutdown_lets_the_running_jobs_end(redis_url, tmp_path):
         "ESCALATE_WORKER_THREADS": "2",
         "PYTHONPATH": str(ROOT),
     }
+
+
+def start_worker(env: dict[str, str], log: Any) -> subprocess.Popen:
+    argv = [sys.executable, "-c", "import sys; from worker.cli import main; sys.exit(main())", "worker"]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_started(queue: Queue, count: int) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(StartedJobRegistry(queue=queue).get_job_ids()) < count:
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_warm_shutdown_lets_the_running_jobs_end(redis_url, tmp_path):
+    queue = queue_of(redis_url)
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from worker.cli import main; sys.exit(main())", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(worker_env(redis_url, queue, tmp_path), log)
     try:
         running = [queue.enqueue(linger, 3) for _ in range(2)]
         waiting = queue.enqueue(linger, 0.1)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and len(StartedJobRegistry(queue=queue).get_job_ids()) < 2:
-            time.sleep(0.05)
+        wait_started(queue, 2)
         assert sorted(StartedJobRegistry(queue=queue).get_job_ids()) == sorted(j.id for j in running)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
@@ -191,3 +198,27 @@ def test_a_warm_shutdown_lets_the_running_jobs_end(redis_url, tmp_path):
     # Taken by no thread, the third job is still queued for the next worker.
     assert waiting.get_status(refresh=True) == JobStatus.QUEUED
     assert StartedJobRegistry(queue=queue).get_job_ids() == []
+
+
+@pytest.mark.slow
+def test_a_cold_shutdown_ends_the_worker_at_once_and_leaves_its_jobs_to_rq(redis_url, tmp_path):
+    queue = queue_of(redis_url)
+    log = (tmp_path / "worker.log").open("wb")
+    worker = start_worker(worker_env(redis_url, queue, tmp_path), log)
+    try:
+        long = queue.enqueue(linger, 60)
+        wait_started(queue, 1)
+        worker.send_signal(signal.SIGTERM)  # warm: waits for the job
+        time.sleep(1.5)  # RQ ignores a second signal within a second of the first
+        worker.send_signal(signal.SIGTERM)  # cold
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        log.close()
+    output = (tmp_path / "worker.log").read_text("utf-8", "replace")
+    assert "cold shut down" in output, output[-3000:]
+    # The worker unregistered; its job is left as a killed worker's is, for RQ to give back.
+    assert Worker.all(queue=queue) == [], output[-3000:]
+    assert long.get_status(refresh=True) == JobStatus.STARTED
+    assert StartedJobRegistry(queue=queue).get_job_ids() == [long.id]

@@ -247,7 +247,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.fork:
         worker: BaseWorker = EscalateWorker(queues, connection=connection)
     elif threads > 1:
-        jobs.run_threads(threads)
+        jobs.size_for_threads(threads)
         worker = EscalateThreadedWorker(queues, connection=connection, threads=threads)
     else:
         worker = EscalateSimpleWorker(queues, connection=connection)

@@ -45,7 +45,7 @@ INTENT_WINDOW_SECONDS = 300
 # A job that finds another's intent looks again this soon, then after as long as the intent is old: most
 # often the other job is still creating the issue and records its key within a second (two jobs of one
 # outage's tickets, in two workers or two threads of one), so waiting out the whole window would hold
-# this ticket's job for five minutes. Doubling reaches the window in six looks, well within the job's
+# this ticket's job for five minutes. Doubling reaches the window in seven looks, well within the job's
 # reschedules.
 INTENT_RECHECK_SECONDS = 5.0
 STARTED, FAILED, CREATED = "jira_create_started", "jira_create_failed", "jira_create_issue"

@@ -25,6 +25,8 @@ def prune_store(now: str | None = None) -> dict[str, int]:
     from worker.jobs import worker_context
 
     at = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    if at.tzinfo is None:  # a replay's "2026-11-27T03:17:00": UTC, as the store keeps times
+        at = at.replace(tzinfo=UTC)
     return _prune(worker_context().store, at)
 
 

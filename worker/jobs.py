@@ -156,7 +156,7 @@ _preloaded: Settings | None = None
 _threads = 1
 
 
-def run_threads(threads: int) -> None:
+def size_for_threads(threads: int) -> None:
     """Size what ``worker_context`` builds for ``threads`` concurrent jobs; before the first job."""
     global _threads
     _threads = threads

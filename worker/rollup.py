@@ -33,6 +33,7 @@ from rules.adapters.coerce import number
 from rules.case import Ticket
 from rules.ruleset import Destination, Ruleset
 from worker.jobs import JobContext
+from worker.queue import JOB_TIMEOUT
 from worker.runtime import Runtime, runtime_for
 from worker.store import (
     OPEN_STATES,
@@ -430,11 +431,14 @@ def _carry_to_jira(
         _carry(ctx, escalation, tickets, orgs, rollup, changed=changed)
 
 
-CARRY_LOCK_SECONDS = 300  # a job's timeout: a lock its holder died with goes by then
-CARRY_WAIT_SECONDS = 60
+CARRY_LOCK_SECONDS = JOB_TIMEOUT  # a lock its holder died with goes by then
+# Short: a waiting job holds its worker thread, and an agent's click in the sidebar waits within
+# gunicorn's 10 s. Not had by then, the job looks again later (a reschedule, not a failed attempt).
+CARRY_WAIT_SECONDS = 5
+CARRY_RETRY_SECONDS = 5
 # How often a waiting job asks for the lock: redis-py's default, 0.1 s, cost a job of an outage's group
-# up to that much each time another was carrying (re-judgements with 4 threads: 64/s against 72-78).
-CARRY_POLL_SECONDS = 0.005
+# up to that much each time another was carrying.
+CARRY_POLL_SECONDS = 0.02
 _local_carry_locks = [threading.Lock() for _ in range(64)]
 
 
@@ -443,8 +447,8 @@ def carrying(ctx: JobContext, escalation_id: int) -> Iterator[None]:
     """One job at a time carries an escalation to Jira. Carrying reads the ledger, then links, comments
     and records: two jobs refreshing one escalation at once (an outage's tickets, in two workers or two
     threads of one) would both find a ticket unlinked and post its link note twice. With Redis the lock
-    is Redis's, shared by every worker; inline, the process's own. Not had within a minute: the job
-    retries later (a transient failure) rather than act unguarded."""
+    is Redis's, shared by every worker; inline, the process's own. Not had within ``CARRY_WAIT_SECONDS``:
+    the job is rescheduled (a RateLimited) rather than act unguarded. Never nested: not re-entrant."""
     connection = getattr(ctx.queue, "connection", None)
     if connection is None:
         with _local_carry_locks[escalation_id % len(_local_carry_locks)]:
@@ -457,8 +461,10 @@ def carrying(ctx: JobContext, escalation_id: int) -> Iterator[None]:
         sleep=CARRY_POLL_SECONDS,
     )
     if not lock.acquire():
-        raise errors.TransientError(
-            "escalate", f"escalation {escalation_id} is being carried to Jira by another job"
+        raise errors.RateLimited(
+            "escalate",
+            f"escalation {escalation_id} is being carried to Jira by another job",
+            retry_after=CARRY_RETRY_SECONDS,
         )
     try:
         yield

@@ -20,6 +20,8 @@ what RQ's own leave (the one difference: a suspension takes up to a second to st
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -160,7 +162,15 @@ class EscalateThreadedWorker(LeanBookkeeping, SimpleWorker):
             raise
 
     def teardown(self) -> None:
-        # Warm: the running jobs end first, then the worker unregisters. Cold: it goes now, and the jobs
-        # still running are RQ's abandoned ones.
-        self._pool.shutdown(wait=not self._cold, cancel_futures=self._cold)
-        super().teardown()
+        # Warm: the running jobs end first, then the worker unregisters. Cold (a second SIGTERM, maybe
+        # while waiting for them): it unregisters and the process ends at once, the running jobs with
+        # it; RQ gives them back as abandoned, as for a killed worker. Python's exit would otherwise wait
+        # for the job threads.
+        try:
+            if not self._cold:
+                self._pool.shutdown(wait=True)
+        finally:
+            super().teardown()
+            if self._cold:
+                logging.shutdown()
+                os._exit(0)

@@ -29,12 +29,7 @@ from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, or_, se
 from sqlalchemy.engine import Connection, Engine
 
 from worker.store.lifecycle import OPEN_STATES, DeliveryStatus
-from worker.store.models import Assessment, AuditEntry, Delivery, Escalation
-
-DELIVERIES = Delivery.__table__
-ASSESSMENTS = Assessment.__table__
-AUDIT = AuditEntry.__table__
-ESCALATIONS = Escalation.__table__
+from worker.store.statements import ASSESSMENTS, AUDIT, DELIVERIES, ESCALATIONS
 
 # Days kept by default; each can be changed through its variable, 0 keeps that kind forever.
 WINDOWS_ENV = {
@@ -109,8 +104,8 @@ def _prunable_audit(cutoff: datetime) -> ColumnElement[bool]:
 
 # kind -> (table, its time column's name, the condition for a row older than the cutoff to go)
 KINDS: dict[str, tuple[Table, str, Callable[[datetime], ColumnElement[bool]]]] = {
-    "deliveries": (DELIVERIES, "received_at", _prunable_deliveries),
     "assessments": (ASSESSMENTS, "assessed_at", _prunable_assessments),
+    "deliveries": (DELIVERIES, "received_at", _prunable_deliveries),
     "audit": (AUDIT, "at", _prunable_audit),
 }
 
@@ -123,8 +118,12 @@ def prune(
     batch: int = DEFAULT_BATCH,
     dry_run: bool = False,
 ) -> dict[str, int]:
-    """Delete (``dry_run``: count) the rows past their window, by kind. Deliveries go first and audit
-    entries last, so nothing kept is ever left pointing at a row already gone."""
+    """Delete (``dry_run``: count) the rows past their window, by kind. Assessments go before deliveries:
+    a delivery deleted first would have its old assessments' references cleared, then them deleted too.
+    Whatever a kept row points at and is deleted, the reference is cleared (every foreign key is SET NULL).
+    ``now`` must carry its timezone."""
+    if now.tzinfo is None:
+        raise ValueError("now must carry its timezone (the store keeps UTC)")
     if batch < 1:
         raise ValueError("batch must be at least 1")
     counts: dict[str, int] = {}
