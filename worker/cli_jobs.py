@@ -28,9 +28,9 @@ from worker.rq_workers import EscalateSimpleWorker, EscalateThreadedWorker, Esca
 from worker.store import Store, migrate, retention
 
 THREADS_ENV = "ESCALATE_WORKER_THREADS"
-# Four jobs at once: on 2 cores, first judgements 41-44/s a worker instead of 31 with one, re-judgements
-# 64-66 instead of 58 (bench/bench_pipeline.py --threads); the process is busy a whole core by then. Past
-# 8, the HTTP clients' pools (10 connections a host) would drop keep-alive connections.
+# Four jobs at once: on 2 cores, first judgements 46-47/s a worker instead of 35 with one, re-judgements
+# 70 instead of 61 (bench/bench_pipeline.py --threads); the process is busy a whole core by then. Past 8,
+# the HTTP clients' pools (10 connections a host) would drop keep-alive connections.
 DEFAULT_WORKER_THREADS = 4
 MAX_WORKER_THREADS = 8
 
