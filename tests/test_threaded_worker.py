@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis import Redis
@@ -20,6 +17,7 @@ from rq import Queue, Worker
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from tests.test_e2e_harness import WorkerProcess
 from worker import cli_jobs, jobs
 from worker.rq_workers import EscalateThreadedWorker
 
@@ -166,11 +164,6 @@ def worker_env(redis_url: str, queue: Queue, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def start_worker(env: dict[str, str], log: Any) -> subprocess.Popen:
-    argv = [sys.executable, "-c", "import sys; from worker.cli import main; sys.exit(main())", "worker"]
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
 def wait_started(queue: Queue, count: int) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and len(StartedJobRegistry(queue=queue).get_job_ids()) < count:
@@ -180,21 +173,17 @@ def wait_started(queue: Queue, count: int) -> None:
 @pytest.mark.slow
 def test_a_warm_shutdown_lets_the_running_jobs_end(redis_url, tmp_path):
     queue = queue_of(redis_url)
-    log = (tmp_path / "worker.log").open("wb")
-    worker = start_worker(worker_env(redis_url, queue, tmp_path), log)
+    worker = WorkerProcess(worker_env(redis_url, queue, tmp_path), burst=False, log=tmp_path / "worker.log")
     try:
         running = [queue.enqueue(linger, 3) for _ in range(2)]
         waiting = queue.enqueue(linger, 0.1)
         wait_started(queue, 2)
         assert sorted(StartedJobRegistry(queue=queue).get_job_ids()) == sorted(j.id for j in running)
-        worker.send_signal(signal.SIGTERM)
+        worker.process.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
     finally:
-        if worker.poll() is None:
-            worker.kill()
-        log.close()
-    output = (tmp_path / "worker.log").read_text("utf-8", "replace")
-    assert [job.get_status(refresh=True) for job in running] == [JobStatus.FINISHED] * 2, output[-3000:]
+        worker.stop()
+    assert [job.get_status(refresh=True) for job in running] == [JobStatus.FINISHED] * 2, worker.output()
     # Taken by no thread, the third job is still queued for the next worker.
     assert waiting.get_status(refresh=True) == JobStatus.QUEUED
     assert StartedJobRegistry(queue=queue).get_job_ids() == []
@@ -203,22 +192,19 @@ def test_a_warm_shutdown_lets_the_running_jobs_end(redis_url, tmp_path):
 @pytest.mark.slow
 def test_a_cold_shutdown_ends_the_worker_at_once_and_leaves_its_jobs_to_rq(redis_url, tmp_path):
     queue = queue_of(redis_url)
-    log = (tmp_path / "worker.log").open("wb")
-    worker = start_worker(worker_env(redis_url, queue, tmp_path), log)
+    worker = WorkerProcess(worker_env(redis_url, queue, tmp_path), burst=False, log=tmp_path / "worker.log")
     try:
         long = queue.enqueue(linger, 60)
         wait_started(queue, 1)
-        worker.send_signal(signal.SIGTERM)  # warm: waits for the job
+        worker.process.send_signal(signal.SIGTERM)  # warm: waits for the job
         time.sleep(1.5)  # RQ ignores a second signal within a second of the first
-        worker.send_signal(signal.SIGTERM)  # cold
+        worker.process.send_signal(signal.SIGTERM)  # cold
         assert worker.wait(timeout=20) == 0
     finally:
-        if worker.poll() is None:
-            worker.kill()
-        log.close()
-    output = (tmp_path / "worker.log").read_text("utf-8", "replace")
-    assert "cold shut down" in output, output[-3000:]
+        worker.stop()
+    output = worker.output()
+    assert "cold shut down" in output, output
     # The worker unregistered; its job is left as a killed worker's is, for RQ to give back.
-    assert Worker.all(queue=queue) == [], output[-3000:]
+    assert Worker.all(queue=queue) == [], output
     assert long.get_status(refresh=True) == JobStatus.STARTED
     assert StartedJobRegistry(queue=queue).get_job_ids() == [long.id]

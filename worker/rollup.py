@@ -241,7 +241,8 @@ def refresh(
                 raised_from = current
         escalation = ctx.store.escalation(escalation_id) or escalation
     if escalation.jira_key:
-        _carry_to_jira(ctx, escalation, tickets, orgs, rollup, changed=before != rollup)
+        with carrying(ctx, escalation.id):
+            _carry_to_jira(ctx, escalation, tickets, orgs, rollup, changed=before != rollup)
     elif (
         raised_from is not None
         and escalation.state is EscalationState.SUGGESTED
@@ -418,19 +419,6 @@ def followup_view(store: Any, escalation: EscalationRecord) -> dict[str, Any]:
 # -- on the Jira issue ---------------------------------------------------------------------------------
 
 
-def _carry_to_jira(
-    ctx: JobContext,
-    escalation: EscalationRecord,
-    tickets: Sequence[TicketInfo],
-    orgs: Mapping[str, Mapping[str, Any]],
-    rollup: Mapping[str, Any],
-    *,
-    changed: bool,
-) -> None:
-    with carrying(ctx, escalation.id):
-        _carry(ctx, escalation, tickets, orgs, rollup, changed=changed)
-
-
 CARRY_LOCK_SECONDS = JOB_TIMEOUT  # a lock its holder died with goes by then
 # Short: a waiting job holds its worker thread, and an agent's click in the sidebar waits within
 # gunicorn's 10 s. Not had by then, the job looks again later (a reschedule, not a failed attempt).
@@ -473,7 +461,7 @@ def carrying(ctx: JobContext, escalation_id: int) -> Iterator[None]:
             lock.release()
 
 
-def _carry(
+def _carry_to_jira(
     ctx: JobContext,
     escalation: EscalationRecord,
     tickets: Sequence[TicketInfo],
