@@ -264,3 +264,28 @@ def test_a_joined_ticket_does_not_wait_for_the_issue_another_job_is_creating(des
     with pytest.raises(handoff.CreationInDoubt):
         handoff.hand_off(desk.ctx, ref, "engineering", actor="rules")
     assert eng_issues(desk) == []
+
+
+def test_a_split_group_does_not_retry_joining_the_other_sides_tickets(desk, caplog):
+    """One symptom under two open escalations (the second ticket was escalated on its own before it was
+    judged): judging either side again leaves each ticket where it is and tries no join that the other
+    escalation's hold on the ticket must refuse (each was a row lock and a log line, every time)."""
+    first = desk.ticket(HOOLI, *WEBHOOKS[0], tags=["bug_confirmed"])
+    desk.deliver(first)
+    theirs = desk.escalation(first)
+    second = desk.ticket(WONKA, *WEBHOOKS[1])
+    ours, created = desk.store.get_or_create_escalation(TicketRef.zendesk(second), "engineering")
+    assert created and ours.id != theirs.id
+
+    caplog.set_level("INFO", logger="worker.rollup")
+    desk.deliver(second)
+    assessment = desk.store.latest_assessment(TicketRef.zendesk(second))
+    related = {int(r["ticket_id"]) for r in assessment.decision.get("related_tickets") or []}
+    assert first in related  # the two are one symptom: the join is what would be tried
+    desk.zendesk.update_ticket(second, {"priority": "high"}, author_id=requester_of(WONKA))
+    desk.deliver(second)  # judged again, the ticket having changed
+
+    assert desk.escalation(first).id == theirs.id
+    assert desk.escalation(second).id == ours.id
+    assert TicketRef.zendesk(first) not in desk.store.escalation(ours.id).tickets
+    assert [r.getMessage() for r in caplog.records if "not joined" in r.getMessage()] == []
