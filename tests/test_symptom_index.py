@@ -5,10 +5,13 @@ backfill from the sandbox's incremental export, from code and from the command l
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 import requests
+from rq.timeouts import TimerDeathPenalty
 from sqlalchemy import event
 from sqlalchemy import text as sa_text
 
@@ -22,6 +25,7 @@ from worker.backfill import backfill
 from worker.cli import main
 from worker.jobs import JobContext
 from worker.store import EscalationDraft, Store, TicketRef
+from worker.store.followup import SymptomEntry
 from worker.symptom_index import SymptomIndex, index_for
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -249,6 +253,60 @@ def test_a_preloaded_copy_is_what_job_processes_start_from(tmp_path, matcher):
     assert len(index_for(job_store, matcher)) == 2  # the parent's copy, before any read of its own
     store.dispose()
     job_store.dispose()
+
+
+def _synthetic(count: int, dims: int, name: str) -> tuple[list[SymptomEntry], np.ndarray]:
+    """``count`` rows with random unit vectors (embedding that many texts would take minutes)."""
+    vectors = np.random.default_rng(7).standard_normal((count, dims)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    entries = [
+        SymptomEntry(
+            source="zendesk",
+            ticket_id=str(50_000 + i),
+            subject=f"Report {i}",
+            description="",
+            text_hash=f"{i:064x}",
+            matcher=name,
+            embedding=vectors[i].tobytes(),
+            organization_id="501",
+            requester_id="1001",
+            status="open",
+            tags=(),
+            custom_fields={},
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        for i in range(count)
+    ]
+    return entries, vectors
+
+
+def test_a_sync_interrupted_anywhere_leaves_no_copy_out_of_step(fresh, matcher, monkeypatch):
+    """A job's timeout is raised inside its thread wherever it is (RQ's TimerDeathPenalty, as in
+    ``escalate worker --threads``): a sync cut short at any point, then run again, gives a copy in which
+    every row is found under its own ticket."""
+    monkeypatch.setattr(symptom_index, "SYNC_PAGE", 300)  # many pages: many points to cut at
+    entries, vectors = _synthetic(2_000, matcher.dimensions, matcher.name)
+    fresh.upsert_symptoms(entries)
+    assert SymptomIndex(matcher).sync(fresh) == len(entries)
+    started = time.perf_counter()
+    assert SymptomIndex(matcher).sync(fresh) == len(entries)
+    whole = time.perf_counter() - started  # a load once warm, as each below
+    probes = range(0, len(entries), 97)
+    for cut in np.linspace(0.02, 0.98, 40) * whole:
+        copy = SymptomIndex(matcher)
+        # The cut surfaces as whatever the code it lands in makes of it: the timeout itself or, inside a
+        # query, the failed rollback of a connection left mid-command, or a broken assertion of
+        # SQLAlchemy's; either way the pool drops the connection, and the next sync must work.
+        with pytest.raises(Exception), TimerDeathPenalty(float(cut)):  # noqa: B017
+            copy.sync(fresh)
+            for _ in range(500):  # finished early: the cut lands here (between two short sleeps)
+                time.sleep(0.01)
+        copy.sync(fresh)
+        assert len(copy) == len(entries)
+        for i in probes:
+            best = copy.query("", vector=vectors[i], threshold=0.99, limit=1)
+            assert [h.ticket.id for h in best] == [entries[i].ticket_id], f"cut after {cut:.3f} s"
 
 
 # -- history from the index ----------------------------------------------------------------------------

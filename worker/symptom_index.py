@@ -404,7 +404,14 @@ class SymptomIndex:
         return total
 
     def _take(self, store: Store, rows: Sequence[SymptomRecord]) -> None:
-        self._put(rows)
+        try:
+            self._put(rows)
+        except BaseException:
+            # A job's timeout is raised inside its thread wherever it is: cut short, the arrays, the
+            # lists and the maps are out of step. Matching against them would name the wrong tickets;
+            # the next sync loads the copy again instead.
+            self._clear()
+            raise
         if not self.semantic:
             self._load_texts(store, [r.id for r in rows])
 
