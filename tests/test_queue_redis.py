@@ -7,12 +7,15 @@ import logging
 import time
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus, validate_job_id
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.timeouts import JobTimeoutException
+from sqlalchemy.exc import OperationalError
 
 from connector.errors import AuthError, NotFoundError, RateLimited, TransientError
 from connector.http.events import AcceptOutcome, EventKind, InboundEvent, Source
@@ -346,6 +349,35 @@ def test_exhausted_retries_land_in_the_failed_registry(redis_app, worker_ctx, fa
     assert len(fake_pipeline.calls) == 3
     [row] = cli_jobs.failed_jobs(worker_ctx.queue.rq)
     assert row["reason"] == "TransientError: jira: timeout"
+
+
+def _timed_out_inside_a_query() -> Exception:
+    """What a job's timeout that lands in a query ends as: the driver's error while the connection is
+    put back, raised while the timeout was being handled."""
+    try:
+        try:
+            raise JobTimeoutException("Task exceeded maximum timeout value (180 seconds)")
+        except JobTimeoutException as timeout:
+            busy = psycopg.OperationalError("sending query failed: another command is already in progress")
+            raise OperationalError("ROLLBACK", {}, busy) from timeout
+    except OperationalError as exc:
+        return exc
+
+
+def test_a_job_that_timed_out_inside_a_query_fails_with_the_timeout_first(
+    redis_app, worker_ctx, fake_pipeline, monkeypatch
+):
+    monkeypatch.setattr(queue_module, "TRANSIENT_RETRY_INTERVALS", (0, 0))
+    fake_pipeline.script = [_timed_out_inside_a_query() for _ in range(3)]
+    deliver(redis_app.test_client())
+    run_worker(worker_ctx)
+    assert len(fake_pipeline.calls) == 3  # retried like any other transient failure
+    [row] = cli_jobs.failed_jobs(worker_ctx.queue.rq)
+    reason = row["reason"]
+    assert reason.startswith("JobTimeoutException: Task exceeded maximum timeout value (180 seconds); then")
+    assert "OperationalError" in reason and "another command is already in progress" in reason
+    delivery = worker_ctx.store.get_delivery("zendesk", "8350205582")
+    assert delivery.status is DeliveryStatus.FAILED and delivery.error == reason
 
 
 # -- the CLI -----------------------------------------------------------------------------------------

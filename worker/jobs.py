@@ -21,6 +21,7 @@ from typing import Any
 
 from rq import Retry, get_current_job
 from rq.job import Job
+from rq.timeouts import BaseTimeoutException
 
 from connector import errors
 from connector.http.events import InboundEvent
@@ -65,8 +66,31 @@ class PermanentFailure(Exception):
 
 
 def describe(exc: BaseException) -> str:
+    """The reason a job failed, as the delivery ledger and `escalate jobs failed` show it. A job's timeout
+    is raised inside it wherever it is (RQ's death penalty): landing in a query, it surfaces as the
+    database driver's or SQLAlchemy's error while the connection is put back; the timeout then comes
+    first, since that is what an operator has to act on."""
+    timeout = _timeout_behind(exc)
+    if timeout is not None and timeout is not exc:
+        return f"{_one(timeout)}; then, while unwinding, {_one(exc)}"
+    return _one(exc)
+
+
+def _one(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _timeout_behind(exc: BaseException) -> BaseException | None:
+    """The job timeout among ``exc`` and the exceptions it was raised while handling, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BaseTimeoutException):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def classify(exc: BaseException) -> str:
