@@ -352,14 +352,18 @@ def test_exhausted_retries_land_in_the_failed_registry(redis_app, worker_ctx, fa
 
 
 def _timed_out_inside_a_query() -> Exception:
-    """What a job's timeout that lands in a query ends as: the driver's error while the connection is
-    put back, raised while the timeout was being handled."""
+    """What a job's timeout that lands in a query ends as: the driver's error, raised while the timeout
+    was being handled (the connection's rollback), wrapped by SQLAlchemy."""
     try:
         try:
-            raise JobTimeoutException("Task exceeded maximum timeout value (180 seconds)")
-        except JobTimeoutException as timeout:
-            busy = psycopg.OperationalError("sending query failed: another command is already in progress")
-            raise OperationalError("ROLLBACK", {}, busy) from timeout
+            try:
+                raise JobTimeoutException("Task exceeded maximum timeout value (180 seconds)")
+            except JobTimeoutException:
+                raise psycopg.OperationalError(  # noqa: B904  the chain a rollback gives: context, not cause
+                    "sending query failed: another command is already in progress"
+                )
+        except psycopg.OperationalError as busy:
+            raise OperationalError("ROLLBACK", {}, busy) from busy
     except OperationalError as exc:
         return exc
 

@@ -4,6 +4,7 @@ backfill from the sandbox's incremental export, from code and from the command l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 import requests
-from rq.timeouts import TimerDeathPenalty
+from rq.timeouts import JobTimeoutException, TimerDeathPenalty
 from sqlalchemy import event
 from sqlalchemy import text as sa_text
 
@@ -286,6 +287,8 @@ def test_a_sync_interrupted_anywhere_leaves_no_copy_out_of_step(fresh, matcher, 
     ``escalate worker --threads``): a sync cut short at any point, then run again, gives a copy in which
     every row is found under its own ticket."""
     monkeypatch.setattr(symptom_index, "SYNC_PAGE", 300)  # many pages: many points to cut at
+    # RQ's penalty sets the exception's message for the whole process: put it back afterwards.
+    monkeypatch.setattr(JobTimeoutException, "__init__", JobTimeoutException.__init__)
     entries, vectors = _synthetic(2_000, matcher.dimensions, matcher.name)
     fresh.upsert_symptoms(entries)
     assert SymptomIndex(matcher).sync(fresh) == len(entries)
@@ -293,15 +296,21 @@ def test_a_sync_interrupted_anywhere_leaves_no_copy_out_of_step(fresh, matcher, 
     assert SymptomIndex(matcher).sync(fresh) == len(entries)
     whole = time.perf_counter() - started  # a load once warm, as each below
     probes = range(0, len(entries), 97)
-    for cut in np.linspace(0.02, 0.98, 40) * whole:
+    every = symptom_index.FULL_RELOAD_EVERY
+    for n, cut in enumerate(np.linspace(0.02, 0.98, 40) * whole):
         copy = SymptomIndex(matcher)
+        if n % 2:  # a loaded copy due its full reload: the sync clears it and reads it all again
+            copy.sync(fresh)
+            monkeypatch.setattr(symptom_index, "FULL_RELOAD_EVERY", timedelta(0))
         # The cut surfaces as whatever the code it lands in makes of it: the timeout itself or, inside a
         # query, the failed rollback of a connection left mid-command, or a broken assertion of
-        # SQLAlchemy's; either way the pool drops the connection, and the next sync must work.
-        with pytest.raises(Exception), TimerDeathPenalty(float(cut)):  # noqa: B017
+        # SQLAlchemy's, or nothing (the pool logs and drops what a connection's reset raises); either
+        # way the next sync must work.
+        with contextlib.suppress(Exception), TimerDeathPenalty(float(cut)):
             copy.sync(fresh)
             for _ in range(500):  # finished early: the cut lands here (between two short sleeps)
                 time.sleep(0.01)
+        monkeypatch.setattr(symptom_index, "FULL_RELOAD_EVERY", every)  # the copy mends itself, if it can
         copy.sync(fresh)
         assert len(copy) == len(entries)
         for i in probes:

@@ -82,14 +82,18 @@ def _one(exc: BaseException) -> str:
 
 
 def _timeout_behind(exc: BaseException) -> BaseException | None:
-    """The job timeout among ``exc`` and the exceptions it was raised while handling, if any."""
+    """The job timeout among ``exc``, its causes and the exceptions it was raised while handling (both
+    links of each: a cause can hide the context the timeout is in), if any."""
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
         if isinstance(current, BaseTimeoutException):
             return current
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        todo += [e for e in (current.__context__, current.__cause__) if e is not None]
     return None
 
 

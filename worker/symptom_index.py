@@ -217,6 +217,9 @@ class SymptomIndex:
         self._clear()
 
     def _clear(self) -> None:
+        # First: cut short here (a job's timeout), the next sync still finds the copy unloaded.
+        self._loaded_at: datetime | None = None
+        self._wide_at: datetime | None = None  # when the last wide read (or the load) began; None: not loaded
         self._generation += 1  # a kept search is of an older copy
         self._kept: tuple[Any, int, list[tuple[Hit, SymptomRecord]], bool] | None = None
         self._n = 0
@@ -235,9 +238,7 @@ class SymptomIndex:
         self._texts: list[str] = []  # lexical matcher only: it scores texts, not vectors
         self._pos: dict[int, int] = {}
         self._by_key: dict[TicketRef, int] = {}
-        self._wide_at: datetime | None = None  # when the last wide read (or the load) began; None: not loaded
         self._last_started = datetime.min.replace(tzinfo=UTC)  # when the last sync began
-        self._loaded_at: datetime | None = None
         self._rows: LRUCache[int, SymptomRecord] = LRUCache(ROW_CACHE_SIZE)
         self._tickets: LRUCache[int, tuple[SymptomRecord, Ticket]] = LRUCache(ROW_CACHE_SIZE)
         # (when read, the claim): the index's "filled" state as last read; forgotten with the copy.
@@ -359,9 +360,10 @@ class SymptomIndex:
                 stale = bool(self._n) and highest < int(self._row_ids[: self._n].max())
             if stale:
                 self._clear()
-                self._loaded_at, self._loaded_by = now, os.getpid()
                 expected = store.count_symptoms()
                 self._grow(expected + expected // 8)  # room for a few days of new tickets
+                # Last: until here, a sync cut short leaves the copy to be cleared and loaded again.
+                self._loaded_at, self._loaded_by = now, os.getpid()
             if self._wide_at is None:
                 total = self._load(store)
             else:
@@ -406,14 +408,15 @@ class SymptomIndex:
     def _take(self, store: Store, rows: Sequence[SymptomRecord]) -> None:
         try:
             self._put(rows)
+            if not self.semantic:
+                self._load_texts(store, [r.id for r in rows])
         except BaseException:
             # A job's timeout is raised inside its thread wherever it is: cut short, the arrays, the
-            # lists and the maps are out of step. Matching against them would name the wrong tickets;
-            # the next sync loads the copy again instead.
+            # lists and the maps are out of step (or rows are left without their text, and a later sync
+            # skips them as read). Matching against that would name the wrong tickets or miss some; the
+            # next sync loads the copy again instead.
             self._clear()
             raise
-        if not self.semantic:
-            self._load_texts(store, [r.id for r in rows])
 
     def _put(self, rows: Sequence[SymptomRecord]) -> None:
         self._generation += 1
