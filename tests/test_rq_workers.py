@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from redis import Redis
 from redis.connection import Connection
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
+from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 from rq.suspension import resume, suspend
 
+from tests.test_threaded_worker import linger, shrug_off_a_timeout
 from worker import rq_workers
 from worker.rq_workers import EscalateSimpleWorker
 
@@ -138,3 +142,18 @@ def test_a_failing_job_is_kept_with_its_end_and_reason(own_redis):
     assert job.id in FailedJobRegistry(queue=queue)
     assert job.ended_at is not None and job.last_heartbeat == job.ended_at
     assert "ZeroDivisionError" in (job.latest_result().exc_string or "")
+
+
+def test_a_job_that_swallows_its_timeout_is_timed_out_again(redis_url, monkeypatch):
+    """SIGALRM's penalty, as the threads' timer: raised again until the job ends, and not after."""
+    monkeypatch.setattr(rq_workers, "TIMEOUT_REPEAT_SECONDS", 0.5)
+    connection = Redis.from_url(redis_url)
+    queue = Queue("alarm", connection=connection)
+    stubborn = queue.enqueue(shrug_off_a_timeout, 30, job_timeout=1)
+    after = queue.enqueue(linger, 1.5)  # longer than a repeat: none may reach it
+    started = time.monotonic()
+    EscalateSimpleWorker([queue], connection=connection).work(burst=True)
+    assert time.monotonic() - started < 20  # raised again half a second on, not after 60 s
+    assert stubborn.get_status(refresh=True) == JobStatus.FAILED
+    assert "JobTimeoutException" in stubborn.latest_result().exc_string
+    assert after.get_status(refresh=True) == JobStatus.FINISHED

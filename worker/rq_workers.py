@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,11 +30,13 @@ from typing import Any
 
 from rq import SimpleWorker, Worker
 from rq.exceptions import StopRequested
-from rq.timeouts import TimerDeathPenalty
+from rq.timeouts import JobTimeoutException, TimerDeathPenalty, UnixSignalDeathPenalty
 from rq.utils import now
 
 HEARTBEAT_SLACK = 1.0
 SUSPENSION_CHECK_SECONDS = 1.0
+# How long a job past its timeout may go on after each raise (see InsistentTimerDeathPenalty).
+TIMEOUT_REPEAT_SECONDS = 10.0
 
 
 class LeanBookkeeping:
@@ -84,12 +87,56 @@ class LeanBookkeeping:
         job.last_heartbeat = job.ended_at  # saved with the job's outcome, in RQ's next transaction
 
 
+class InsistentUnixSignalDeathPenalty(UnixSignalDeathPenalty):
+    """RQ's SIGALRM penalty, raised again every ``TIMEOUT_REPEAT_SECONDS`` until the job ends (an
+    interval timer instead of a single alarm): see ``InsistentTimerDeathPenalty``."""
+
+    def setup_death_penalty(self) -> None:
+        signal.signal(signal.SIGALRM, self.handle_death_penalty)
+        if self._timeout > 0:  # RQ's -1: no timeout
+            signal.setitimer(signal.ITIMER_REAL, self._timeout, TIMEOUT_REPEAT_SECONDS)
+
+    def cancel_death_penalty(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
 class EscalateSimpleWorker(LeanBookkeeping, SimpleWorker):
-    """Jobs in the worker's own process (the default)."""
+    """Jobs in the worker's own process, one at a time (`escalate worker --threads 1`)."""
+
+    death_penalty_class = InsistentUnixSignalDeathPenalty
 
 
 class EscalateWorker(LeanBookkeeping, Worker):
     """A fork per job (`escalate worker --fork`)."""
+
+
+class InsistentTimerDeathPenalty(TimerDeathPenalty):
+    """RQ's timer penalty, raised again every ``TIMEOUT_REPEAT_SECONDS`` until the job ends. Raised into
+    the job's thread wherever it is, a timeout can land in code that swallows exceptions (SQLAlchemy's
+    pool logs and drops what a connection's reset raises): raised once, the job would then run on with
+    no limit, holding one of the worker's threads. Never raised once the job has ended."""
+
+    def __init__(self, timeout: Any, exception: type[BaseException] = JobTimeoutException, **kwargs: Any):
+        super().__init__(timeout, exception, **kwargs)
+        self._guard = threading.Lock()  # a timer firing as the job ends must not outlive it
+        self._over = False
+
+    def handle_death_penalty(self) -> None:
+        with self._guard:
+            if self._over:
+                return
+            super().handle_death_penalty()
+            self._timer = threading.Timer(TIMEOUT_REPEAT_SECONDS, self.handle_death_penalty)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def cancel_death_penalty(self) -> None:
+        with self._guard:
+            self._over = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
 
 class EscalateThreadedWorker(LeanBookkeeping, SimpleWorker):
@@ -101,8 +148,9 @@ class EscalateThreadedWorker(LeanBookkeeping, SimpleWorker):
     back to the queue; each thread runs RQ's own ``perform_job``, so registries, results, retries and
     failures are RQ's. What changes with threads:
 
-    - **Job timeouts** are raised in the job's thread by a timer (RQ's ``TimerDeathPenalty``): SIGALRM
-      reaches only the main thread. Like SIGALRM, it interrupts Python code, not a blocking call in C.
+    - **Job timeouts** are raised in the job's thread by a timer (RQ's ``TimerDeathPenalty``, raised again
+      until the job ends): SIGALRM reaches only the main thread. Like SIGALRM, it interrupts Python code,
+      not a blocking call in C.
     - **Shutdown**: a warm shutdown (SIGTERM) stops taking jobs and waits for those running; a cold one
       (a second SIGTERM) waits for nothing, and RQ gives the running jobs back as abandoned, as for a
       killed worker. ``--max-jobs`` and burst mode end after the running jobs too.
@@ -110,7 +158,7 @@ class EscalateThreadedWorker(LeanBookkeeping, SimpleWorker):
       threads can be both at once: it shows what the main thread does.
     """
 
-    death_penalty_class = TimerDeathPenalty
+    death_penalty_class = InsistentTimerDeathPenalty
 
     def __init__(self, *args: Any, threads: int = 2, **kwargs: Any) -> None:
         if threads < 1:
