@@ -282,6 +282,8 @@ def _synthetic(count: int, dims: int, name: str) -> tuple[list[SymptomEntry], np
     return entries, vectors
 
 
+# A cut that lands in a garbage collector's callback (a weak reference's) is lost there, and reported.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_sync_interrupted_anywhere_leaves_no_copy_out_of_step(fresh, matcher, monkeypatch):
     """A job's timeout is raised inside its thread wherever it is (RQ's TimerDeathPenalty, as in
     ``escalate worker --threads``): a sync cut short at any point, then run again, gives a copy in which
