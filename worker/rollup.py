@@ -188,15 +188,14 @@ def settle(
         if str(r.get("status") or "").lower() not in ("solved", "closed") and r.get("ticket_id")
     ]
     result: dict[str, Any] = {}
-    held = _held_elsewhere(ctx, mine, [TicketRef.of(ref.source, r["ticket_id"]) for r in related])
+    others = [(TicketRef.of(ref.source, r["ticket_id"]), float(r.get("similarity") or 0)) for r in related]
+    linked = {e.id: set(e.tickets) for e in mine}  # an outage's escalation gathers hundreds
+    held = _held_elsewhere(ctx, mine, linked, [other for other, _score in others])
     for escalation in mine:
         joined = False
-        linked = set(escalation.tickets)  # an outage's escalation gathers hundreds
-        for r in related:
-            other = TicketRef.of(ref.source, r["ticket_id"])
-            if other in linked or (other, escalation.destination) in held:
+        for other, score in others:
+            if other in linked[escalation.id] or (other, escalation.destination) in held:
                 continue  # joined already (a re-assessment), or cannot be: no lock, no write
-            score = float(r.get("similarity") or 0)
             joined |= _join(ctx, escalation.id, other, score, via=f"related to #{ref.id}") is not None
         known = escalation if given and not joined else None
         result[str(escalation.id)] = refresh(ctx, escalation.id, known=known)
@@ -204,24 +203,25 @@ def settle(
 
 
 def _held_elsewhere(
-    ctx: JobContext, mine: Sequence[EscalationRecord], related: Sequence[TicketRef]
+    ctx: JobContext,
+    mine: Sequence[EscalationRecord],
+    linked: Mapping[int, set[TicketRef]],
+    related: Sequence[TicketRef],
 ) -> set[tuple[TicketRef, str]]:
     """(ticket, destination) for each related ticket not under ``mine`` that another open escalation
     to that destination holds: a ticket is under one open escalation per destination, so joining it
     would fail. When one symptom's tickets sit under two open escalations (escalated before either saw
     the other), every re-judgement of one side would otherwise lock and retry each of the other's
     tickets. One read, and only when some related ticket is not linked yet."""
-    linked = [set(e.tickets) for e in mine]  # an outage's escalation gathers hundreds
-    unlinked = {t for t in related if any(t not in tickets for tickets in linked)}
+    unlinked = {t for t in related if any(t not in tickets for tickets in linked.values())}
     if not unlinked:
         return set()
-    ours = {e.id for e in mine}
     found = ctx.store.escalations_of_tickets(unlinked, destinations={e.destination for e in mine})
     return {
         (ticket, e.destination)
         for ticket, escalations in found.items()
         for e in escalations
-        if e.id not in ours and e.state in OPEN_STATES
+        if e.id not in linked and e.state in OPEN_STATES
     }
 
 

@@ -101,16 +101,6 @@ class InsistentUnixSignalDeathPenalty(UnixSignalDeathPenalty):
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
 
 
-class EscalateSimpleWorker(LeanBookkeeping, SimpleWorker):
-    """Jobs in the worker's own process, one at a time (`escalate worker --threads 1`)."""
-
-    death_penalty_class = InsistentUnixSignalDeathPenalty
-
-
-class EscalateWorker(LeanBookkeeping, Worker):
-    """A fork per job (`escalate worker --fork`)."""
-
-
 class InsistentTimerDeathPenalty(TimerDeathPenalty):
     """RQ's timer penalty, raised again every ``TIMEOUT_REPEAT_SECONDS`` until the job ends. Raised into
     the job's thread wherever it is, a timeout can land in code that swallows exceptions (SQLAlchemy's
@@ -137,6 +127,16 @@ class InsistentTimerDeathPenalty(TimerDeathPenalty):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+
+
+class EscalateSimpleWorker(LeanBookkeeping, SimpleWorker):
+    """Jobs in the worker's own process, one at a time (`escalate worker --threads 1`)."""
+
+    death_penalty_class = InsistentUnixSignalDeathPenalty
+
+
+class EscalateWorker(LeanBookkeeping, Worker):
+    """A fork per job (`escalate worker --fork`)."""
 
 
 class EscalateThreadedWorker(LeanBookkeeping, SimpleWorker):
