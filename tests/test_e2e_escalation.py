@@ -167,6 +167,13 @@ def test_inline_webhook_ends_in_the_issue_the_link_and_the_note(
                              cloud=deployment == "Cloud")
     version = "3" if deployment == "Cloud" else "2"
     assert [c["path"] for c in system.creates()] == [f"/rest/api/{version}/issue"]
+    # The automatic hand-off builds its package from the case the job judged: the ticket's history and
+    # people are read once; the ticket itself to judge it, then where the link is written (the hand-off)
+    # and checked (the rollup's pass over the escalation's tickets).
+    zendesk = sandbox_state.zendesk_state.requests
+    assert len(zendesk.matching("GET", f"/api/v2/tickets/{OUTAGE}/audits.json")) == 1
+    assert len(zendesk.matching("GET", "/api/v2/users/show_many.json")) == 1
+    assert len(zendesk.matching("GET", f"/api/v2/tickets/{OUTAGE}.json")) == 3
     assert issue["api_version"] == version
     assert system.store.get_delivery("zendesk", "8350205582").status is DeliveryStatus.PROCESSED
     store.dispose()

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from rules.case import Case
 from rules.evaluate import evaluate
 from rules.package_document import assessment_document
 from rules.ruleset import Destination
@@ -145,7 +146,7 @@ def assess_ticket(
         mine = [escalation if e.id == escalation.id else e for e in mine]
         outcome["escalation_id"] = escalation.id
         if decision["automatic"] and escalation.state is EscalationState.SUGGESTED:
-            escalation = _hand_off_unless_underway(ctx, ref, escalation, decision["destination"])
+            escalation = _hand_off_unless_underway(ctx, ref, escalation, decision["destination"], case)
             current = False  # now created, with its issue key (or being created by another job)
         outcome["state"] = escalation.state.value
         outcome["jira_key"] = escalation.jira_key
@@ -155,7 +156,7 @@ def assess_ticket(
 
 
 def _hand_off_unless_underway(
-    ctx: JobContext, ref: TicketRef, escalation: EscalationRecord, destination: str
+    ctx: JobContext, ref: TicketRef, escalation: EscalationRecord, destination: str, case: Case
 ) -> EscalationRecord:
     """Carry out the escalation, unless this ticket only joined it and another ticket's job is creating
     its issue right now: that job links every ticket under the escalation once the issue exists (it
@@ -163,7 +164,7 @@ def _hand_off_unless_underway(
     it and judge its ticket again. The escalation's own ticket waits (its job may be the one that died
     mid-create: ``hand_off`` recovers it)."""
     try:
-        return hand_off(ctx, ref, destination, actor="rules")
+        return hand_off(ctx, ref, destination, actor="rules", case=case)  # the package from the case judged
     except CreationInDoubt:
         if escalation.ticket == ref:
             raise

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from connector import errors
 from connector.jira_connector import IssueRef
 from connector.render import render_adf, render_jira_wiki
+from rules.case import Case
 from rules.evaluate import package_for
 from rules.package_document import package_document
 from rules.ruleset import Destination
@@ -70,19 +71,23 @@ def idempotency_label(ref: TicketRef, destination: str, escalation_id: int) -> s
     return f"escalate-{ref.source}-{ref.id}-{destination}-{escalation_id}"
 
 
-def hand_off(ctx: JobContext, ref: TicketRef, destination: str, *, actor: str) -> EscalationRecord:
-    """Carry out the escalation of ``ref`` to ``destination``; safe to call any number of times."""
+def hand_off(
+    ctx: JobContext, ref: TicketRef, destination: str, *, actor: str, case: Case | None = None
+) -> EscalationRecord:
+    """Carry out the escalation of ``ref`` to ``destination``; safe to call any number of times.
+    ``case``: the ticket's case as this job has just read it (the rules' automatic hand-off, right after
+    judging it), for the package; without it the ticket and its history are read again."""
     rt = runtime_for(ctx.settings)
     target = rt.rules.destinations[Destination(destination)]
     if target.jira is None:
         return _hand_to_l2(ctx, rt, ref, destination, actor)
     escalation, label, issue = _claim(ctx, rt, ref, destination, actor)
     if issue is None and escalation.jira_key is None:
-        issue = _create(ctx, rt, ref, escalation, label, actor)
+        issue = _create(ctx, rt, ref, escalation, label, actor, case)
         escalation = _record(ctx, ref, destination, issue, actor)
     elif issue is not None:
         escalation = _record(ctx, ref, destination, issue, actor)
-    _link_both_ways(ctx, rt, ref, escalation)
+    _link_both_ways(ctx, rt, ref, escalation, case.ticket.subject if case is not None else None)
     if escalation.destination in rollup.grouped(rt.rules):
         rollup.refresh(ctx, escalation.id)  # issue 6: every ticket under it linked, the rollup on the issue
     return escalation
@@ -124,12 +129,19 @@ def _last_attempt(lock: EscalationLock) -> ActionRecord | None:
 
 
 def _create(
-    ctx: JobContext, rt: Runtime, ref: TicketRef, escalation: EscalationRecord, label: str, actor: str
+    ctx: JobContext,
+    rt: Runtime,
+    ref: TicketRef,
+    escalation: EscalationRecord,
+    label: str,
+    actor: str,
+    case: Case | None,
 ) -> IssueRef:
     destination = escalation.destination
     target = rt.rules.destinations[Destination(destination)].jira
     assert target is not None
-    package = package_for(symptom_index.case_of(ctx, ref), Destination(destination), rt.rules, rt.matcher)
+    case = case if case is not None else symptom_index.case_of(ctx, ref)
+    package = package_for(case, Destination(destination), rt.rules, rt.matcher)
     document = package_document(package)
     severity = package["severity"]["level"]
     try:
@@ -175,13 +187,16 @@ def _record(
         return lock.record
 
 
-def _link_both_ways(ctx: JobContext, rt: Runtime, ref: TicketRef, escalation: EscalationRecord) -> None:
+def _link_both_ways(
+    ctx: JobContext, rt: Runtime, ref: TicketRef, escalation: EscalationRecord, subject: str | None
+) -> None:
     """Zendesk: the remote link on the issue and the key on the ticket. JSM: an issue link, an internal
-    comment and the request's labels. Each desk's link is idempotent, so a retry repeats nothing."""
+    comment and the request's labels. Each desk's link is idempotent, so a retry repeats nothing.
+    ``subject``: the ticket's, when this job has read it (the remote link's title)."""
     key = escalation.jira_key
     assert key is not None
     with rollup.carrying(ctx, escalation.id):  # not beside a refresh linking the same ticket
-        if rt.desk(ref.source).link_issue(ref.id, key):
+        if rt.desk(ref.source).link_issue(ref.id, key, subject):
             ctx.store.record_action(
                 ref.source, LINKED, ref.id, escalation_id=escalation.id, detail={"key": key}
             )
