@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -299,6 +299,47 @@ def test_a_ticket_joins_an_escalation_with_its_audit_entry(store):
     assert store.escalation(elsewhere.id).tickets == (TicketRef.zendesk(44),)
     with pytest.raises(KeyError):
         store.join_escalation(10**9, other, states=joinable)
+
+
+def test_joins_wait_for_the_escalations_lock_and_see_what_was_done_meanwhile(store):
+    """A join waits while a job holds the escalation: one that closed it meanwhile is not joined; one that
+    linked another ticket meanwhile shows in the joined escalation's tickets. Many at once all join."""
+    joinable = {EscalationState.SUGGESTED, EscalationState.CREATED}
+    record, _ = store.get_or_create_escalation(TICKET, "engineering")
+    results: list[Any] = []
+
+    def join(ticket_id: int) -> threading.Thread:
+        thread = threading.Thread(
+            target=lambda: results.append(
+                store.join_escalation(record.id, TicketRef.zendesk(ticket_id), states=joinable)
+            )
+        )
+        thread.start()
+        return thread
+
+    with store.lock_escalation(record.id) as lock:
+        waiting = join(43)
+        time.sleep(0.3)  # SQLite: the waiter is queued on the write lock; PostgreSQL: on the row lock
+        assert results == []
+        lock.link_ticket(TicketRef.zendesk(44))
+    waiting.join(10)
+    [joined] = results
+    assert joined is not None and joined.tickets == (TICKET, TicketRef.zendesk(44), TicketRef.zendesk(43))
+
+    many = [f"{n}" for n in range(50, 60)]
+    joins = at_once(lambda: store.join_escalation(record.id, TicketRef.zendesk(many.pop()), states=joinable))
+    assert all(j is not None for j in joins)
+    assert len(store.escalation(record.id).tickets) == 13
+
+    results.clear()
+    with store.lock_escalation(record.id) as lock:
+        waiting = join(45)
+        time.sleep(0.3)
+        lock.transition(EscalationState.DISMISSED)
+    waiting.join(10)
+    assert results == [None]
+    assert TicketRef.zendesk(45) not in store.escalation(record.id).tickets
+    assert store.open_escalation(TicketRef.zendesk(45), "engineering") is None
 
 
 def test_an_escalations_done_subjects_come_by_action(store):

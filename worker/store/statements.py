@@ -322,6 +322,57 @@ def link_ticket(dialect: str) -> Insert:
 
 
 @functools.cache
+def join_escalation(open_states: frozenset[str], with_audit: bool) -> Select[Any]:
+    """PostgreSQL's join in one statement: the escalation ``escalation_id`` locked, the ticket put under it
+    when its state is one of ``states`` (expanding) and the ticket is neither under it nor under another
+    open escalation for that destination, and the audit entry written with the link. One row (none when
+    there is no such escalation): the escalation as locked and ``joined``, 1 or 0. Its links are read
+    after it: this statement's snapshot predates a link another job committed while it waited on the lock.
+
+    Binds ``escalation_id``, ``states``, ``ticket_source``, ``ticket_id``, ``linked_at`` and, ``with_audit``,
+    the audit entry's ``AUDIT_COLUMNS`` prefixed ``a_``."""
+    locked = (
+        select(ESCALATIONS).where(ESCALATIONS.c.id == bindparam("escalation_id")).with_for_update()
+    ).cte("locked")
+    names = ("escalation_id", "ticket_source", "ticket_id", "destination", "is_open", "role", "linked_at")
+    link = (
+        upsert_insert("postgresql")(LINKS)
+        .from_select(
+            names,
+            select(
+                locked.c.id,
+                bindparam("ticket_source", type_=LINKS.c.ticket_source.type),
+                bindparam("ticket_id", type_=LINKS.c.ticket_id.type),
+                locked.c.destination,
+                locked.c.state.in_(sorted(open_states)),
+                literal("related", LINKS.c.role.type),
+                bindparam("linked_at", type_=LINKS.c.linked_at.type),
+            ).where(locked.c.state.in_(bindparam("states", expanding=True))),
+        )
+        .on_conflict_do_nothing()
+        .returning(LINKS.c.id)
+        .cte("linked")
+    )
+    joined = select(func.count()).select_from(link).scalar_subquery()
+    if not with_audit:
+        return select(locked, joined.label("joined"))
+    linked = select(link.c.id).scalar_subquery()
+    audit = (
+        insert(AUDIT)
+        .from_select(
+            AUDIT_COLUMNS,
+            select(*(bindparam(f"a_{name}", type_=AUDIT.c[name].type) for name in AUDIT_COLUMNS)).where(
+                linked.is_not(None)
+            ),
+        )
+        .returning(AUDIT.c.id)
+        .cte("audited")
+    )
+    written = select(func.count()).select_from(audit).scalar_subquery()  # named, so it is rendered
+    return select(locked, joined.label("joined"), written.label("audited"))
+
+
+@functools.cache
 def escalation_with_tickets() -> Select[Any]:
     """One escalation (``escalation_id``) with its tickets, one row per ticket in linked order (one row
     with no ticket when it has none)."""
