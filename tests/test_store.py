@@ -792,6 +792,41 @@ def test_a_job_whose_connection_dies_fails_and_the_next_job_gets_a_live_one(stor
         assert store.latest_assessment(TICKET).ruleset_version == "v2"
 
 
+def _kill_backend(store: Store, connection: Any) -> None:
+    pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with store.engine.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def _cut_a_query_short(store: Store, connection: Any) -> None:
+    """The state a job's timeout leaves when it lands between psycopg's send and receive: a query sent,
+    its answer never read."""
+    connection.connection.dbapi_connection.pgconn.send_query(b"SELECT pg_sleep(0.1)")
+
+
+@pytest.mark.parametrize("breaks", [_kill_backend, _cut_a_query_short], ids=["server-dropped", "cut-short"])
+def test_a_job_whose_connection_broke_records_its_failure_and_ends_cleanly(store, breaks):
+    """The job's failure record goes through: the delivery says failed, with the reason, instead of staying
+    "processing" with a later statement's error as the reason; the job's end raises nothing more."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no connection across a job")
+    from sqlalchemy.exc import OperationalError
+
+    with store.pinned():
+        assert store.start_delivery("zendesk", "broken", kind="evaluate_ticket", subject="42")
+        breaks(store, store._pinned.get())
+        if breaks is _kill_backend:
+            with pytest.raises(OperationalError):  # the statement that meets the dead connection fails
+                store.latest_assessment(TICKET)
+        store.finish_delivery("zendesk", "broken", DeliveryStatus.FAILED, error="OperationalError: gone")
+        assert store.latest_assessment(TICKET) is None  # and the job's reads go on
+    delivery = store.get_delivery("zendesk", "broken")
+    assert (delivery.status, delivery.error) == (DeliveryStatus.FAILED, "OperationalError: gone")
+    with store.pinned():
+        store.record_assessment(TICKET, DECISION, ruleset_version="v2")
+        assert store.latest_assessment(TICKET).ruleset_version == "v2"
+
+
 def test_a_decision_reads_back_as_the_standard_librarys_json_would_give_it(store):
     """The JSON columns go through orjson (store/engine.py): what comes back is what ``json`` would give."""
     import json

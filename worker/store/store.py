@@ -76,8 +76,8 @@ class Store(EscalationVerbs, FollowupVerbs):
         ``single``: the block is exactly one writing statement (one flush of one row, one upsert, one
         UPDATE by key), which PostgreSQL runs without BEGIN and COMMIT. Never for read-then-write.
         """
-        pinned = self._pinned.get()
-        if pinned is not None and (single or not write):
+        pinned = self._fit_pinned() if single or not write else None
+        if pinned is not None:
             kind = Session if write else _ReadSession
             with kind(bind=pinned, expire_on_commit=False) as session, session.begin():
                 yield session
@@ -102,19 +102,34 @@ class Store(EscalationVerbs, FollowupVerbs):
         if self._autocommit is None or self._pinned.get() is not None:
             yield
             return
-        with self._autocommit.connect() as connection:
-            token = self._pinned.set(connection)
-            try:
-                yield
-            finally:
-                self._pinned.reset(token)
+        token = self._pinned.set(self._autocommit.connect())
+        try:
+            yield
+        finally:
+            connection = self._pinned.get()
+            self._pinned.reset(token)
+            if connection is not None:
+                _close(connection)
+
+    def _fit_pinned(self) -> Connection | None:
+        """This thread's pinned connection, if any, able to run a statement. One the server dropped (a
+        restart, a failover) or the job's timeout left waiting for a query's answer (the timeout is raised
+        inside the job, between psycopg's send and receive too) is replaced: left in place, every later
+        statement of the job would fail alike, its failure record included."""
+        pinned = self._pinned.get()
+        if pinned is not None and _unfit(pinned):
+            assert self._autocommit is not None  # only PostgreSQL's connections are pinned
+            _close(pinned)
+            pinned = self._autocommit.connect()
+            self._pinned.set(pinned)
+        return pinned
 
     @contextmanager
     def _connect(self, *, write: bool = False) -> Iterator[Connection]:
         """A connection for one Core statement, a read or a one-statement write, without the ORM's
         unit of work: the job's pinned connection, else one from the pool (autocommit on PostgreSQL;
         on SQLite a transaction, which a write begins IMMEDIATE)."""
-        pinned = self._pinned.get()
+        pinned = self._fit_pinned()
         if pinned is not None:
             yield pinned
         elif self._autocommit is not None:
@@ -320,6 +335,27 @@ class Store(EscalationVerbs, FollowupVerbs):
         query = statements.audit_entries(tuple(values))
         with self._connect() as connection:
             return [ActionRecord.of(row) for row in connection.execute(query, {**values, "limit": limit})]
+
+
+# libpq's PQTRANS_ACTIVE (psycopg's TransactionStatus.ACTIVE): a command was sent and its answer not read.
+_COMMAND_IN_PROGRESS = 1
+
+
+def _unfit(connection: Connection) -> bool:
+    """Whether a job's pinned connection cannot run a statement: invalidated (the server dropped it), or
+    still busy with a query whose answer was never read."""
+    if connection.invalidated:
+        return True
+    status = getattr(connection.connection.dbapi_connection, "info", None)
+    return getattr(status, "transaction_status", None) == _COMMAND_IN_PROGRESS
+
+
+def _close(connection: Connection) -> None:
+    """Give a pinned connection back; one that cannot be reset (busy with an unread answer: the reset's
+    ROLLBACK would raise) is dropped instead."""
+    if _unfit(connection) and not connection.invalidated:
+        connection.invalidate()
+    connection.close()
 
 
 def _action_binds(ticket: TicketRef, action: str) -> dict[str, str]:
