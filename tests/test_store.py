@@ -301,6 +301,31 @@ def test_a_ticket_joins_an_escalation_with_its_audit_entry(store):
         store.join_escalation(10**9, other, states=joinable)
 
 
+def test_a_new_escalation_opens_once_however_many_jobs_try_at_once(store):
+    draft = EscalationDraft(severity="high", reason="outage")
+    opened = store.open_new_escalation(TICKET, "engineering", draft)
+    assert opened is not None and opened.tickets == (TICKET,)
+    assert (opened.state, opened.severity, opened.reason) == (EscalationState.SUGGESTED, "high", "outage")
+    assert store.escalation(opened.id) == opened
+    assert store.open_new_escalation(TICKET, "engineering", draft) is None  # open already
+    assert store.open_new_escalation(TICKET, "security", draft) is not None  # another destination
+
+    store.transition_escalation(opened.id, EscalationState.DISMISSED)
+    again = store.open_new_escalation(TICKET, "engineering", draft)
+    assert again is not None and again.id != opened.id
+
+    other = TicketRef.zendesk(77)
+    results = at_once(lambda: store.open_new_escalation(other, "engineering", draft))
+    [winner] = [r for r in results if r is not None]
+    assert store.open_escalation(other, "engineering").id == winner.id
+    with store.engine.connect() as connection:  # the refused ones left no escalation without its ticket
+        orphans = connection.execute(
+            text("SELECT count(*) FROM escalations e WHERE NOT EXISTS "
+                 "(SELECT 1 FROM escalation_tickets t WHERE t.escalation_id = e.id)")
+        ).scalar_one()
+    assert orphans == 0
+
+
 def test_joins_wait_for_the_escalations_lock_and_see_what_was_done_meanwhile(store):
     """A join waits while a job holds the escalation: one that closed it meanwhile is not joined; one that
     linked another ticket meanwhile shows in the joined escalation's tickets. Many at once all join."""

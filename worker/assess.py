@@ -191,6 +191,10 @@ def _escalation(
     if found is not None and rollup.severity_after(found, proposed) == found.severity:
         return found, False
     draft = EscalationDraft(severity=proposed, assessment_id=assessment_id, reason=decision["verdict"])
+    if found is None:  # most likely none is open: try opening one, without a lock to wait for
+        opened = ctx.store.open_new_escalation(ref, destination, draft)
+        if opened is not None:
+            return opened, True
     with ctx.store.lock_open_escalation(ref, destination, create=draft) as lock:
         assert lock is not None  # a draft was given
         severity = rollup.severity_after(lock.record, proposed)  # grouped: only rises

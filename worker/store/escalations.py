@@ -248,6 +248,41 @@ class EscalationVerbs:
             links = connection.execute(statements.escalation_links(), {"escalation_id": escalation_id}).all()
         return EscalationRecord.of(row, tuple(TicketRef(source, ticket_id) for source, ticket_id in links))
 
+    def open_new_escalation(
+        self, ticket: TicketRef, destination: str, draft: EscalationDraft
+    ) -> EscalationRecord | None:
+        """A new escalation of ``ticket`` for ``destination`` from ``draft``; None when the ticket has an open
+        one for that destination already (``lock_open_escalation`` then finds and locks it). PostgreSQL:
+        one statement on the job's own connection, where the lock-or-create takes a transaction of seven
+        on a second one; the partial unique index on open links refuses a second open escalation, the
+        escalation's row included, so two jobs racing to open one leave one."""
+        state = EscalationState(draft.state)
+        if state in TERMINAL_STATES:
+            raise ValueError(f"a new escalation cannot start {state.value}")
+        if self.engine.dialect.name != "postgresql":
+            with self.lock_open_escalation(ticket, destination, create=draft) as lock:
+                assert lock is not None  # a draft was given
+                return lock.record if lock.created else None
+        now = utcnow()
+        values = {
+            "destination": destination,
+            "state": state,
+            "severity": draft.severity,
+            "assessment_id": draft.assessment_id,
+            "reason": draft.reason,
+            "created_at": now,
+            "updated_at": now,
+            "state_changed_at": now,
+            "ticket_source": ticket.source,
+            "ticket_id": ticket.id,
+        }
+        try:
+            with self._connect(write=True) as connection:
+                row = connection.execute(statements.open_escalation(), values).one()
+        except IntegrityError:
+            return None
+        return EscalationRecord.of(row, (ticket,))
+
     def get_or_create_escalation(
         self, ticket: TicketRef, destination: str, draft: EscalationDraft | None = None
     ) -> tuple[EscalationRecord, bool]:

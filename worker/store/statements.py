@@ -373,6 +373,41 @@ def join_escalation(open_states: frozenset[str], with_audit: bool) -> Select[Any
 
 
 @functools.cache
+def open_escalation() -> Select[Any]:
+    """A new escalation with its first ticket, in one statement (PostgreSQL): the escalation as written.
+    The partial unique index on open links refuses it, the escalation's row included, when the ticket has
+    an open escalation for that destination already. Binds the escalation's columns but ``id`` and
+    ``jira_key``, and ``ticket_source``, ``ticket_id``."""
+    names = ("destination", "state", "severity", "assessment_id", "reason", "created_at", "updated_at")
+    opened = (
+        insert(ESCALATIONS)
+        .values({name: bindparam(name) for name in (*names, "state_changed_at")})
+        .returning(*ESCALATIONS.c)
+        .cte("opened")
+    )
+    columns = ("escalation_id", "ticket_source", "ticket_id", "destination", "is_open", "role", "linked_at")
+    first = (
+        insert(LINKS)
+        .from_select(
+            columns,
+            select(
+                opened.c.id,
+                bindparam("ticket_source", type_=LINKS.c.ticket_source.type),
+                bindparam("ticket_id", type_=LINKS.c.ticket_id.type),
+                opened.c.destination,
+                literal(True),
+                literal("primary", LINKS.c.role.type),
+                opened.c.created_at,
+            ),
+        )
+        .returning(LINKS.c.id)
+        .cte("first_link")
+    )
+    linked = select(func.count()).select_from(first).scalar_subquery()  # named, so it is rendered
+    return select(opened, linked.label("linked"))
+
+
+@functools.cache
 def escalation_with_tickets() -> Select[Any]:
     """One escalation (``escalation_id``) with its tickets, one row per ticket in linked order (one row
     with no ticket when it has none)."""
