@@ -141,9 +141,8 @@ def assess_ticket(
     current = placed.regression is None  # a regression opens one ``mine`` does not hold
     if decision["escalate"]:
         escalation, created = _escalation(ctx, ref, decision, record.id, mine if current else None)
-        current = current and not created
-        # Its severity may have moved under the lock: what settles next starts from the record as it is.
-        mine = [escalation if e.id == escalation.id else e for e in mine]
+        # Opened now, or its severity moved under the lock: what settles next starts from the record as it is.
+        mine = [*mine, escalation] if created else [escalation if e.id == escalation.id else e for e in mine]
         outcome["escalation_id"] = escalation.id
         if decision["automatic"] and escalation.state is EscalationState.SUGGESTED:
             escalation = _hand_off_unless_underway(ctx, ref, escalation, decision["destination"], case)
