@@ -748,6 +748,28 @@ def test_tracking_is_made_on_first_use_and_each_update_sets_only_its_fields(stor
     assert store.trackings([escalation.id])[escalation.id] == later
 
 
+def test_a_rollup_is_written_only_when_it_moved(store):
+    escalation, _ = store.get_or_create_escalation(TICKET, "engineering")
+
+    def updated_at() -> Any:
+        with store.engine.connect() as connection:
+            query = text("SELECT updated_at FROM escalation_tracking WHERE escalation_id = :id")
+            return connection.execute(query, {"id": escalation.id}).scalar_one()
+
+    rollup = {"tickets": 3, "arr": 1200.5, "organizations": ["Acme", "Globex"], "severity_floor": None}
+    assert store.set_rollup(escalation.id, rollup)  # the row made on first use
+    written = store.tracking(escalation.id)
+    assert (written.rollup, written.missed_intervals) == (rollup, 0)
+    first = updated_at()
+    assert not store.set_rollup(escalation.id, dict(rollup))  # the same: nothing written
+    assert updated_at() == first
+    assert store.set_rollup(escalation.id, {**rollup, "tickets": 4})
+    assert store.tracking(escalation.id).rollup["tickets"] == 4
+    store.update_tracking(escalation.id, missed_intervals=2)
+    assert not store.set_rollup(escalation.id, {**rollup, "tickets": 4})
+    assert store.tracking(escalation.id).missed_intervals == 2  # the other fields are left alone
+
+
 def test_a_pooled_connection_is_pinged_only_after_sitting_idle_and_a_dead_one_is_replaced(store, monkeypatch):
     """One job, one checkout: pinging each would be a round trip a job. A connection back within
     ``PING_AFTER_IDLE`` is used as it is; one idle longer is pinged, and one the server dropped meanwhile

@@ -242,12 +242,10 @@ def refresh(
     escalation = known if known is not None else ctx.store.escalation(escalation_id)
     if escalation is None or escalation.state not in OPEN_STATES:
         return {}
-    before = ctx.store.tracking(escalation_id).rollup
     tickets = ticket_infos(ctx, escalation.tickets)
     orgs = _organizations(ctx, tickets)
     rollup = compute(rt.rules, tickets, orgs, now)
-    if rollup != before:
-        ctx.store.update_tracking(escalation_id, rollup=rollup)
+    changed = ctx.store.set_rollup(escalation_id, rollup)  # written only when it moved
     floor = rollup.get("severity_floor")
     raised_from = None
     if rank(floor) > rank(escalation.severity):
@@ -265,7 +263,7 @@ def refresh(
         escalation = ctx.store.escalation(escalation_id) or escalation
     if escalation.jira_key:
         with carrying(ctx, escalation.id):
-            _carry_to_jira(ctx, escalation, tickets, orgs, rollup, changed=before != rollup)
+            _carry_to_jira(ctx, escalation, tickets, orgs, rollup, changed=changed)
     elif (
         raised_from is not None
         and escalation.state is EscalationState.SUGGESTED

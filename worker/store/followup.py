@@ -359,6 +359,14 @@ class FollowupVerbs:
             row = connection.execute(statement, values).one()
         return _tracking(row, escalation_id)
 
+    def set_rollup(self, escalation_id: int, rollup: Mapping[str, Any]) -> bool:
+        """Keep ``rollup`` as the escalation's; True when it differs from the one kept (the row is then
+        written; made on first use). One statement: the comparison is the database's."""
+        values = {"escalation_id": escalation_id, "rollup": dict(rollup), "updated_at": utcnow()}
+        with self._connect(write=True) as connection:
+            written = connection.execute(statements.set_rollup(self.engine.dialect.name), values).first()
+        return written is not None
+
     def trackings(self, escalation_ids: Iterable[int]) -> dict[int, TrackingRecord]:
         ids = sorted(set(escalation_ids))
         with self._session() as session:

@@ -288,6 +288,20 @@ def set_tracking(dialect: str, fields: tuple[str, ...]) -> Insert:
 
 
 @functools.cache
+def set_rollup(dialect: str) -> Insert:
+    """``rollup`` as ``escalation_id``'s tracking rollup (the row made on first use), written only when it
+    differs from the one kept: returns the row's id when it was written."""
+    values: dict[str, Any] = {"missed_intervals": 0}  # a new row's
+    values |= {name: bindparam(name) for name in ("escalation_id", "rollup", "updated_at")}
+    stmt = upsert_insert(dialect)(TRACKING).values(values)
+    return stmt.on_conflict_do_update(
+        index_elements=["escalation_id"],
+        set_={"rollup": stmt.excluded.rollup, "updated_at": stmt.excluded.updated_at},
+        where=TRACKING.c.rollup.is_distinct_from(stmt.excluded.rollup),
+    ).returning(TRACKING.c.escalation_id)
+
+
+@functools.cache
 def set_index_state(dialect: str) -> Insert:
     """The index's named value ``name`` set to ``value``, made on first use: one statement, so two jobs
     setting it at once both succeed (a read then an INSERT let the second fail on the key)."""
