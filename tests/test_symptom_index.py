@@ -143,6 +143,10 @@ def test_a_writer_keeps_what_it_wrote_and_matches_reuse_rows_until_rewritten(fre
     assert len(writer) == 2 and len(reads) <= 2  # the sync before (max id, changes): not a read-back after
     text = "CSV export times out\nThe export to CSV never completes, it times out."
     assert {h.ticket.id for h in writer.query(text)} == {"1", "2"}
+    del reads[:]
+    mine = {row.ticket_id: row for _hit, row in writer.matches(fresh, text)}
+    assert reads == []  # the writer matches what it wrote without reading it back
+    assert list(mine.values()) == fresh.symptom_rows([row.id for row in mine.values()])  # as a read gives it
 
     reader.sync(fresh)
     first = {row.ticket_id: row.subject for _hit, row in reader.matches(fresh, text)}

@@ -326,6 +326,7 @@ class SymptomIndex:
             for row in written:
                 if (pos := self._pos.get(row.id)) is not None and row.ticket_id in fields:
                     self._fields[pos] = fields[row.ticket_id]
+                self._rows[row.id] = row  # whole: the next report of this symptom finds it without a read
         return len(rows)
 
     def _embed(self, texts: list[str]) -> np.ndarray | None:

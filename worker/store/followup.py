@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -168,7 +168,8 @@ class FollowupVerbs:
 
     def upsert_symptoms(self, entries: Sequence[SymptomEntry]) -> list[SymptomRecord]:
         """Insert or update tickets in the index (one row per source and ticket id); returns the rows as
-        written, in the shape ``symptom_rows_since`` reads (the writer's copy takes them as they are)."""
+        written, whole (``symptom_rows``' shape: the synced columns as the database returned them, the rest
+        as sent), so the writer's copy takes them as they are and keeps them for its matches."""
         if not entries:
             return []
         now = utcnow()
@@ -178,9 +179,11 @@ class FollowupVerbs:
         block = self._connect(write=True) if len(entries) <= _UPSERT_BATCH else self._session(write=True)
         with block as connection:
             for start in range(0, len(entries), _UPSERT_BATCH):
-                values = [_values(e, now) for e in entries[start : start + _UPSERT_BATCH]]
+                batch = entries[start : start + _UPSERT_BATCH]
+                values = [_values(e, now) for e in batch]
                 result = connection.execute(statements.upsert_symptoms(dialect, tuple(values[0])), values)
-                written += [SymptomRecord(*row) for row in result]
+                sent = {(e.source, e.ticket_id): e for e in batch}
+                written += [_whole(SymptomRecord(*row), sent[row.source, row.ticket_id]) for row in result]
         return written
 
     def symptom_rows_since(
@@ -417,6 +420,19 @@ class FollowupVerbs:
         return bool(
             self.ledger({action}, escalation_id=escalation_id, subject=subject, target=target, limit=1)
         )
+
+
+def _whole(row: SymptomRecord, entry: SymptomEntry) -> SymptomRecord:
+    """A row just written as ``symptom_rows`` reads it back (``_full`` of what ``_values`` stored)."""
+    return replace(
+        row,
+        requester_id=entry.requester_id,
+        status=entry.status,
+        tags=tuple(sorted(entry.tags)),
+        custom_fields=dict(entry.custom_fields),
+        subject=entry.subject,
+        description=entry.description,
+    )
 
 
 def _values(entry: SymptomEntry, now: datetime) -> dict[str, Any]:
