@@ -221,7 +221,8 @@ class OnnxEncoder:
         """Unit vectors (float32), one row per text."""
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for i, text in enumerate(texts):
-            ids = np.asarray([self._tokenizer.encode(text).ids], dtype=np.int64)
+            # encode_batch lets go of the GIL while it tokenizes (encode holds it): a worker's other jobs run.
+            ids = np.asarray([self._tokenizer.encode_batch([text])[0].ids], dtype=np.int64)
             out[i] = self._session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
         return out
 
