@@ -163,7 +163,8 @@ def _hand_off_unless_underway(
     it and judge its ticket again. The escalation's own ticket waits (its job may be the one that died
     mid-create: ``hand_off`` recovers it)."""
     try:
-        return hand_off(ctx, ref, destination, actor="rules", case=case)  # the package from the case judged
+        # The package from the case judged; settling next refreshes the escalation.
+        return hand_off(ctx, ref, destination, actor="rules", case=case, refresh=False)
     except CreationInDoubt:
         if escalation.ticket == ref:
             raise

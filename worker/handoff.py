@@ -72,11 +72,19 @@ def idempotency_label(ref: TicketRef, destination: str, escalation_id: int) -> s
 
 
 def hand_off(
-    ctx: JobContext, ref: TicketRef, destination: str, *, actor: str, case: Case | None = None
+    ctx: JobContext,
+    ref: TicketRef,
+    destination: str,
+    *,
+    actor: str,
+    case: Case | None = None,
+    refresh: bool = True,
 ) -> EscalationRecord:
     """Carry out the escalation of ``ref`` to ``destination``; safe to call any number of times.
     ``case``: the ticket's case as this job has just read it (the rules' automatic hand-off, right after
-    judging it), for the package; without it the ticket and its history are read again."""
+    judging it), for the package; without it the ticket and its history are read again. ``refresh``:
+    carry a grouped escalation's rollup and other tickets to the issue now; False when the caller
+    settles the ticket's escalations next (an assessment does), which refreshes it."""
     rt = runtime_for(ctx.settings)
     target = rt.rules.destinations[Destination(destination)]
     if target.jira is None:
@@ -88,7 +96,7 @@ def hand_off(
     elif issue is not None:
         escalation = _record(ctx, ref, destination, issue, actor)
     _link_both_ways(ctx, rt, ref, escalation, case.ticket.subject if case is not None else None)
-    if escalation.destination in rollup.grouped(rt.rules):
+    if refresh and escalation.destination in rollup.grouped(rt.rules):
         rollup.refresh(ctx, escalation.id)  # issue 6: every ticket under it linked, the rollup on the issue
     return escalation
 
