@@ -346,8 +346,8 @@ def _unfit(connection: Connection) -> bool:
     still busy with a query whose answer was never read."""
     if connection.invalidated:
         return True
-    status = getattr(connection.connection.dbapi_connection, "info", None)
-    return getattr(status, "transaction_status", None) == _COMMAND_IN_PROGRESS
+    pgconn = getattr(connection.connection.dbapi_connection, "pgconn", None)  # psycopg's libpq connection
+    return pgconn is not None and pgconn.transaction_status == _COMMAND_IN_PROGRESS
 
 
 def _close(connection: Connection) -> None:
