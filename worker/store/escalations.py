@@ -123,6 +123,12 @@ class EscalationLock:
         self._session.add(AuditEntry(**values))
 
 
+def _tickets_of(connection: Connection, escalation_id: int) -> tuple[TicketRef, ...]:
+    """The escalation's tickets in linked order, as (source, id) alone: an outage's gathers hundreds."""
+    links = connection.execute(statements.escalation_links(), {"escalation_id": escalation_id})
+    return tuple(TicketRef(source, ticket_id) for source, ticket_id in links)
+
+
 def _open_for(session: Session, ticket: TicketRef, destination: str, *, lock: bool) -> Escalation | None:
     query = (
         select(Escalation)
@@ -218,8 +224,8 @@ class EscalationVerbs:
                 connection.execute(
                     statements.record_action(), statements.audit_values(**audit, escalation_id=escalation_id)
                 )
-            links = connection.execute(statements.escalation_links(), key).all()
-        return EscalationRecord.of(row, tuple(TicketRef(source, ticket_id) for source, ticket_id in links))
+            tickets = _tickets_of(connection, escalation_id)
+        return EscalationRecord.of(row, tickets)
 
     def _join_in_one(
         self,
@@ -245,8 +251,8 @@ class EscalationVerbs:
                 raise KeyError(f"no escalation {escalation_id}")
             if not row.joined:
                 return None
-            links = connection.execute(statements.escalation_links(), {"escalation_id": escalation_id}).all()
-        return EscalationRecord.of(row, tuple(TicketRef(source, ticket_id) for source, ticket_id in links))
+            tickets = _tickets_of(connection, escalation_id)
+        return EscalationRecord.of(row, tickets)
 
     def open_new_escalation(
         self, ticket: TicketRef, destination: str, draft: EscalationDraft

@@ -348,26 +348,21 @@ def join_escalation(open_states: frozenset[str], with_audit: bool) -> Select[Any
     locked = (
         select(ESCALATIONS).where(ESCALATIONS.c.id == bindparam("escalation_id")).with_for_update()
     ).cte("locked")
-    names = ("escalation_id", "ticket_source", "ticket_id", "destination", "is_open", "role", "linked_at")
+    is_open = locked.c.state.in_(sorted(open_states))
+    linked_at = bindparam("linked_at", type_=LINKS.c.linked_at.type)
     link = (
         upsert_insert("postgresql")(LINKS)
         .from_select(
-            names,
-            select(
-                locked.c.id,
-                bindparam("ticket_source", type_=LINKS.c.ticket_source.type),
-                bindparam("ticket_id", type_=LINKS.c.ticket_id.type),
-                locked.c.destination,
-                locked.c.state.in_(sorted(open_states)),
-                literal("related", LINKS.c.role.type),
-                bindparam("linked_at", type_=LINKS.c.linked_at.type),
-            ).where(locked.c.state.in_(bindparam("states", expanding=True))),
+            _LINK_COLUMNS,
+            _link_under(locked, is_open, "related", linked_at).where(
+                locked.c.state.in_(bindparam("states", expanding=True))
+            ),
         )
         .on_conflict_do_nothing()
         .returning(LINKS.c.id)
         .cte("linked")
     )
-    joined = select(func.count()).select_from(link).scalar_subquery()
+    joined = _count(link)
     if not with_audit:
         return select(locked, joined.label("joined"))
     linked = select(link.c.id).scalar_subquery()
@@ -382,8 +377,7 @@ def join_escalation(open_states: frozenset[str], with_audit: bool) -> Select[Any
         .returning(AUDIT.c.id)
         .cte("audited")
     )
-    written = select(func.count()).select_from(audit).scalar_subquery()  # named, so it is rendered
-    return select(locked, joined.label("joined"), written.label("audited"))
+    return select(locked, joined.label("joined"), _count(audit).label("audited"))  # named, so it is rendered
 
 
 @functools.cache
@@ -399,26 +393,35 @@ def open_escalation() -> Select[Any]:
         .returning(*ESCALATIONS.c)
         .cte("opened")
     )
-    columns = ("escalation_id", "ticket_source", "ticket_id", "destination", "is_open", "role", "linked_at")
     first = (
         insert(LINKS)
-        .from_select(
-            columns,
-            select(
-                opened.c.id,
-                bindparam("ticket_source", type_=LINKS.c.ticket_source.type),
-                bindparam("ticket_id", type_=LINKS.c.ticket_id.type),
-                opened.c.destination,
-                literal(True),
-                literal("primary", LINKS.c.role.type),
-                opened.c.created_at,
-            ),
-        )
+        .from_select(_LINK_COLUMNS, _link_under(opened, literal(True), "primary", opened.c.created_at))
         .returning(LINKS.c.id)
         .cte("first_link")
     )
-    linked = select(func.count()).select_from(first).scalar_subquery()  # named, so it is rendered
-    return select(opened, linked.label("linked"))
+    return select(opened, _count(first).label("linked"))  # named, so it is rendered
+
+
+_LINK_COLUMNS = ("escalation_id", "ticket_source", "ticket_id", "destination", "is_open", "role", "linked_at")
+
+
+def _link_under(escalation: Any, is_open: Any, role: str, linked_at: Any) -> Select[Any]:
+    """The link row (``_LINK_COLUMNS``) putting the ticket bound as ``ticket_source``/``ticket_id`` under
+    the escalation row of ``escalation`` (a CTE)."""
+    return select(
+        escalation.c.id,
+        bindparam("ticket_source", type_=LINKS.c.ticket_source.type),
+        bindparam("ticket_id", type_=LINKS.c.ticket_id.type),
+        escalation.c.destination,
+        is_open,
+        literal(role, LINKS.c.role.type),
+        linked_at,
+    )
+
+
+def _count(cte: Any) -> Any:
+    """The rows a data-modifying CTE wrote, as a scalar subquery."""
+    return select(func.count()).select_from(cte).scalar_subquery()
 
 
 @functools.cache
