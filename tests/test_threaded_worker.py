@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue, Worker, get_current_job
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.timeouts import JobTimeoutException
@@ -58,6 +58,18 @@ def shrug_off_a_timeout(seconds: float) -> str:
     with contextlib.suppress(JobTimeoutException):
         linger(seconds)
     return linger(seconds)
+
+
+def worker_state_after(redis_url: str, seconds: float) -> str:
+    """The state the running worker's key holds once this job has lingered ``seconds``."""
+    linger(seconds)
+    worker = get_current_job().worker_name
+    return Redis.from_url(redis_url).hget(f"rq:worker:{worker}", "state").decode()
+
+
+def timer_threads() -> int:
+    """Timer threads alive while this job runs (RQ's timer penalty starts one per job)."""
+    return sum(isinstance(thread, threading.Timer) for thread in threading.enumerate())
 
 
 # -- in the test's process ----------------------------------------------------------------------------
@@ -121,6 +133,28 @@ def test_a_job_that_swallows_its_timeout_is_timed_out_again(redis_url, monkeypat
     # The thread it held runs the next jobs, and no repeat reaches them once it has ended.
     time.sleep(1.5)
     assert [job.get_status(refresh=True) for job in quick] == [JobStatus.FINISHED] * 3
+
+
+def test_the_state_reads_busy_while_any_job_runs_and_idle_once_none_does(redis_url):
+    queue = queue_of(redis_url)
+    long = queue.enqueue(worker_state_after, redis_url, 1.0)
+    quick = [queue.enqueue(linger, 0.05) for _ in range(3)]
+    worker = EscalateThreadedWorker([queue], connection=queue.connection, threads=2)
+    worker.work(burst=True)
+    assert [job.get_status(refresh=True) for job in quick] == [JobStatus.FINISHED] * 3
+    # The main thread went back to the queue after the quick jobs and found it empty: RQ's "idle" then
+    # would be wrong while the long job runs.
+    assert long.return_value(refresh=True) == "busy"
+    assert queue.connection.hget(worker.key, "state") == b"idle"  # the last job's end
+
+
+def test_job_timeouts_are_kept_by_one_thread_not_a_timer_a_job(redis_url):
+    queue = queue_of(redis_url)
+    jobs_ = [queue.enqueue(timer_threads, job_timeout=60) for _ in range(6)]
+    EscalateThreadedWorker([queue], connection=queue.connection, threads=2).work(burst=True)
+    assert [job.return_value(refresh=True) for job in jobs_] == [0] * 6
+    watchers = [thread for thread in threading.enumerate() if thread.name == "escalate-job-timeouts"]
+    assert len(watchers) == 1
 
 
 def test_the_first_jobs_share_one_context_with_a_pool_sized_for_them(monkeypatch, redis_url):
