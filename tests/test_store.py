@@ -762,6 +762,7 @@ def test_a_rollup_is_written_only_when_it_moved(store):
     assert (written.rollup, written.missed_intervals) == (rollup, 0)
     first = updated_at()
     assert not store.set_rollup(escalation.id, dict(rollup))  # the same: nothing written
+    assert not store.set_rollup(escalation.id, dict(reversed(rollup.items())))  # built in another order
     assert updated_at() == first
     assert store.set_rollup(escalation.id, {**rollup, "tickets": 4})
     assert store.tracking(escalation.id).rollup["tickets"] == 4
@@ -821,6 +822,42 @@ def test_symptom_changes_read_the_highest_id_and_the_rows_written_since(store):
     assert sorted(stamps) == [(r.id, r.indexed_at) for r in first + third]
     assert all(at.tzinfo is UTC for _, at in stamps)
     assert store.symptom_changes(middle) == (highest, [(third[0].id, third[0].indexed_at)])
+
+
+def test_jobs_indexing_the_same_tickets_in_any_order_at_once_never_deadlock(store):
+    """Two jobs backfilling one history (the same rows, in the order each fetched them) took their row
+    locks in opposite orders and PostgreSQL killed one as a deadlock."""
+    import random
+
+    from worker.store.followup import SymptomEntry
+
+    ids = [str(n) for n in range(40)]
+
+    def upsert(order: list[str]) -> int:
+        entries = [SymptomEntry("zendesk", i, "CSV export fails", "", "h" + i, "m", None) for i in order]
+        return len(store.upsert_symptoms(entries))
+
+    shuffle = random.Random(7)
+    for _ in range(15):
+        orders = [shuffle.sample(ids, len(ids)) for _ in range(4)]
+        barrier = threading.Barrier(len(orders))
+        failures: list[BaseException] = []
+
+        def run(order: list[str], barrier: threading.Barrier = barrier, failures: list = failures) -> None:
+            barrier.wait()
+            try:
+                upsert(order)
+            except Exception as exc:  # the deadlock, reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=run, args=(order,)) for order in orders]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM symptom_index")).scalar_one() == len(ids)
 
 
 def test_a_job_whose_connection_dies_fails_and_the_next_job_gets_a_live_one(store):

@@ -45,6 +45,15 @@ def dumps_json(value: Any) -> str:
     return orjson.dumps(value, default=_plain_number, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def dumps_json_sorted(value: Any) -> str:
+    """``dumps_json`` with the keys in order: SQLite's JSON is text, compared as text (a rollup is written
+    only when it moved), so equal values must be written alike whatever order their keys were built in.
+    PostgreSQL's JSONB compares values."""
+    return orjson.dumps(
+        value, default=_plain_number, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS
+    ).decode()
+
+
 def _plain_number(value: Any) -> float:
     if isinstance(value, float):
         return float(value)
@@ -53,9 +62,10 @@ def _plain_number(value: Any) -> float:
 
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     parsed = normalise_url(url)
-    kwargs.setdefault("json_serializer", dumps_json)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    kwargs.setdefault("json_serializer", dumps_json_sorted if sqlite else dumps_json)
     kwargs.setdefault("json_deserializer", orjson.loads)
-    if parsed.get_backend_name() == "sqlite":
+    if sqlite:
         return _sqlite_engine(parsed, **kwargs)
     engine = create_engine(parsed, **kwargs)
     if not kwargs.get("pool_pre_ping"):

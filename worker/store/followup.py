@@ -175,6 +175,9 @@ class FollowupVerbs:
         now = utcnow()
         written: list[SymptomRecord] = []
         dialect = self.engine.dialect.name
+        # In key order: jobs writing some of the same rows (two backfilling one history) lock them in the
+        # same order, so one waits for the other instead of both being caught in a deadlock.
+        entries = sorted(entries, key=lambda e: (e.source, e.ticket_id))
         # One statement needs no transaction around it (the job's connection); several batches share one.
         block = self._connect(write=True) if len(entries) <= _UPSERT_BATCH else self._session(write=True)
         with block as connection:
