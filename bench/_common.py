@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -93,9 +94,15 @@ def load_average() -> str:
         return "?"
 
 
+def python_speed() -> float:
+    """Microseconds for ``sum(range(1000))``, the best of five (``python -m timeit``'s figure): hosts of one
+    model differ by half as much again in it, and the README names it with each session's figures."""
+    return min(timeit.repeat("sum(range(1000))", number=10_000, repeat=5)) / 10_000 * 1e6
+
+
 def print_machine(info: dict[str, Any]) -> None:
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory']} RAM, Linux {info['kernel']}, "
-          f"load average at the start {load_average()}")
+          f"load average at the start {load_average()}, sum(range(1000)) in {python_speed():.1f} us")
     print(
         f"software: Python {info['python']}, gunicorn {info['gunicorn']}, rq {info['rq']}, "
         f"redis-py {info['redis']}, {info['redis_server'] or 'redis-server ?'}, SQLAlchemy "
