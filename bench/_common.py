@@ -248,6 +248,16 @@ class SandboxProcess:
         wait_for(lambda: self.state("jira") is not None, "the sandbox")
         return self
 
+    def slow_down(self, latency_ms: int) -> None:
+        """Every Zendesk and Jira call from now on is answered ``latency_ms`` later (the sandboxes' latency
+        fault, until they stop)."""
+        body = json.dumps({"latency_ms": latency_ms, "count": None}).encode()
+        for url in (self.zendesk_url, self.jira_url):
+            request = urllib.request.Request(f"{url}/_sandbox/faults", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                answer.read()
+
     def state(self, which: str) -> dict[str, Any]:
         url = self.jira_url if which == "jira" else self.zendesk_url
         with urllib.request.urlopen(f"{url}/_sandbox/state", timeout=10) as answer:

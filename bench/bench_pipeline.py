@@ -9,7 +9,8 @@ judge it, keep the assessment, tell the agent, create and link Jira issues where
 Options: --workers N (processes), --database postgresql|sqlite, --mode steady|changed|fresh, --redis-url URL
 (default: a private redis-server on a spare port), --events N (measured events), --backlog N (the store
 starts with the history of a service that has run for a while: N closed escalations of three tickets each,
-ten assessments, deliveries and audit entries per escalation; PostgreSQL only), --profile FILE (the first
+ten assessments, deliveries and audit entries per escalation; PostgreSQL only), --latency-ms MS (the sandbox
+answers each measured call that much later, as the real services do), --profile FILE (the first
 worker under cProfile: where its time goes, not a figure).
 
 What runs where: the sandbox (Zendesk and Jira) in one process, each worker in its own, Redis and
@@ -221,6 +222,9 @@ def main() -> int:
     parser.add_argument("--redis-url", help="an existing Redis (default: a private redis-server)")
     parser.add_argument("--backlog", type=int, default=0, metavar="N",
                         help="start from a store holding N past escalations and their history (PostgreSQL)")
+    parser.add_argument("--latency-ms", type=int, default=0, metavar="MS",
+                        help="the sandbox answers every measured Zendesk and Jira call this much later, as "
+                        "the real services do (100-300 ms): how many threads a worker needs, not its CPU")
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="run the (first) worker under cProfile and write its stats to FILE "
@@ -238,7 +242,8 @@ def main() -> int:
     print(f"pipeline: {args.events} events, mode {args.mode}, {args.workers} x {kind}, "
           f"{args.database}{f' with a backlog of {args.backlog} escalations' if args.backlog else ''}, "
           f"Redis {'given' if args.redis_url else 'private redis-server'}, "
-          "sandbox in its own process on this machine")
+          "sandbox in its own process on this machine"
+          + (f", answering {args.latency_ms} ms late once measuring" if args.latency_ms else ""))
 
     sandbox = SandboxProcess()
     workers: list[subprocess.Popen] = []
@@ -289,6 +294,8 @@ def main() -> int:
                       "redis": pids_matching("redis-server", f":{redis_port}")}
             if args.database == "postgresql":
                 groups["postgres"] = pids_matching("postgres: ", database_url.rsplit("/", 1)[-1])
+            if args.latency_ms:
+                sandbox.slow_down(args.latency_ms)
             with CpuMeter(groups) as meter:
                 jobs = wait_done(connection, deliver(client, targets, "run"), args.timeout)
         finally:

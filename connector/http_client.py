@@ -24,14 +24,29 @@ from connector import errors
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 15.0
+# Keep-alive connections kept per host (requests' default: 10). A worker running more jobs at once than
+# that would open a connection for every call past it and drop it after (urllib3: "Connection pool is
+# full"): a new TCP and TLS handshake with Zendesk or Jira each time.
+_connections_per_host = 10
+
+
+def keep_connections_per_host(count: int) -> None:
+    """Size the sessions built from now on for ``count`` calls to one host at once (at least 10)."""
+    global _connections_per_host
+    _connections_per_host = max(10, count)
 
 
 def no_retry_session() -> requests.Session:
     """A ``requests.Session`` whose adapters make exactly one attempt per call."""
-    session = requests.Session()
+    return without_environment_lookups(mount_no_retry_adapters(requests.Session()))
+
+
+def mount_no_retry_adapters(session: requests.Session) -> requests.Session:
+    """One attempt per call, and as many keep-alive connections per host as ``keep_connections_per_host``
+    asked for."""
     for prefix in ("http://", "https://"):
-        session.mount(prefix, HTTPAdapter(max_retries=0))
-    return without_environment_lookups(session)
+        session.mount(prefix, HTTPAdapter(max_retries=0, pool_maxsize=_connections_per_host))
+    return session
 
 
 # What requests reads from the environment on every call when ``trust_env`` is on.

@@ -29,6 +29,7 @@ from connector.errors import ConfigError
 from connector.http_client import (
     DEFAULT_TIMEOUT,
     error_for_response,
+    mount_no_retry_adapters,
     translated,
     url_path,
     without_environment_lookups,
@@ -126,6 +127,9 @@ def build_jira(config: JiraConfig) -> JIRA:
         **auth,  # type: ignore[arg-type]
     )
     client._session.hooks["response"].append(count_response(SERVICE))  # issue 7: calls by status
+    # requests' own adapters keep 10 connections a host; ours one per job thread (one attempt each, as
+    # the client's own retry loop is off: max_retries=0 above).
+    mount_no_retry_adapters(client._session)
     without_environment_lookups(client._session)
     if config.deployment is not None:
         # The client reads this attribute to choose Cloud-only endpoints (e.g. search/jql).

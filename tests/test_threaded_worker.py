@@ -198,8 +198,8 @@ def run_cli(argv: list[str]) -> int:
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
-        (["worker", "--threads", "0"], None, "threads must be 1 to 8, not 0"),
-        (["worker", "--threads", "9"], None, "threads must be 1 to 8, not 9"),
+        (["worker", "--threads", "0"], None, "threads must be 1 to 16, not 0"),
+        (["worker", "--threads", "17"], None, "threads must be 1 to 16, not 17"),
         (["worker"], "many", "ESCALATE_WORKER_THREADS must be a whole number"),
         (["worker", "--fork", "--threads", "2"], None, "--fork runs one job at a time"),
     ],

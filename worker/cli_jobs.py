@@ -29,10 +29,14 @@ from worker.store import Store, migrate, retention
 
 THREADS_ENV = "ESCALATE_WORKER_THREADS"
 # Four jobs at once: on 2 cores, first judgements 46-47/s a worker instead of 35 with one, re-judgements
-# 70 instead of 61 (bench/bench_pipeline.py --threads); the process is busy a whole core by then. Past 8,
-# the HTTP clients' pools (10 connections a host) would drop keep-alive connections.
+# 70 instead of 61 (bench/bench_pipeline.py --threads); the process is busy a whole core by then against a
+# local sandbox. Against Zendesk's and Jira's real answer times a job mostly waits, and a worker scales with
+# its threads, its HTTP and database pools sized to match (worker.jobs.size_for_threads): with every call
+# answered 150 ms late (--latency-ms 150), 5.9 first judgements/s with 4 threads, 11.4 with 8, 18.1 with 16
+# (half a core), but 16.9 with 32: the tickets of one outage then queue for their group's turn to carry
+# its news to Jira (worker/rollup.py, ``carrying``) and the waits grow past what more threads add.
 DEFAULT_WORKER_THREADS = 4
-MAX_WORKER_THREADS = 8
+MAX_WORKER_THREADS = 16
 
 
 def register(subparsers: Any) -> None:
@@ -232,6 +236,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         store = Store.from_url(settings.database_url)
         store.upgrade()
         store.dispose()
+    if not args.fork and threads > 1:
+        jobs.size_for_threads(threads)  # before anything builds a pool
     # Load the pipeline, the rules, the model and the symptom index once, here: with --fork, RQ forks a
     # process per job and every job would pay about 5 s to load them again (bench/bench_pipeline.py).
     jobs.preload()
@@ -247,7 +253,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.fork:
         worker: BaseWorker = EscalateWorker(queues, connection=connection)
     elif threads > 1:
-        jobs.size_for_threads(threads)
         worker = EscalateThreadedWorker(queues, connection=connection, threads=threads)
     else:
         worker = EscalateSimpleWorker(queues, connection=connection)

@@ -23,7 +23,7 @@ from rq import Retry, get_current_job
 from rq.job import Job
 from rq.timeouts import BaseTimeoutException
 
-from connector import errors
+from connector import errors, http_client
 from connector.http.events import InboundEvent
 from worker.config import Settings
 from worker.metrics import observe_job  # issue 7: job counts, durations, failures; log context
@@ -185,9 +185,11 @@ _threads = 1
 
 
 def size_for_threads(threads: int) -> None:
-    """Size what ``worker_context`` builds for ``threads`` concurrent jobs; before the first job."""
+    """Size what ``worker_context`` builds for ``threads`` concurrent jobs (the database pool, the HTTP
+    clients' keep-alive connections); before the first job."""
     global _threads
     _threads = threads
+    http_client.keep_connections_per_host(threads)
 
 
 def _engine_options(url: str) -> dict[str, Any]:
