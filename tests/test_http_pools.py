@@ -4,12 +4,12 @@ past requests' default of 10, each call beyond it would open a connection and dr
 from __future__ import annotations
 
 import logging
-import threading
 
 import pytest
 
 from connector import http_client
 from connector.sandbox.seed import TICKETS  # name -> id
+from tests.test_store import at_once
 from worker import jobs
 
 CALLS = 16  # at once, more than requests' default pool of 10 connections a host
@@ -23,22 +23,16 @@ def sized_for_threads(monkeypatch):
 
 
 def _at_once(call) -> list[BaseException]:
-    barrier = threading.Barrier(CALLS)
-    failures: list[BaseException] = []
+    """``call`` from ``CALLS`` threads released together; what they raised."""
 
-    def run() -> None:
-        barrier.wait()
+    def attempt() -> BaseException | None:
         try:
             call()
         except BaseException as exc:  # reported by the test
-            failures.append(exc)
+            return exc
+        return None
 
-    threads = [threading.Thread(target=run) for _ in range(CALLS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return failures
+    return [failure for failure in at_once(attempt, CALLS) if failure is not None]
 
 
 def _dropped(caplog) -> list[str]:
