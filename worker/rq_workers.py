@@ -59,14 +59,14 @@ class LeanBookkeeping:
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         ttl = timeout or self.worker_ttl + 60
-        wanted = time.monotonic() + ttl
+        moment = time.monotonic()
         if pipeline is not None:
             # RQ asks here for a job's expiry, shorter than a listening worker's: the key keeps the
             # longer life it already has, so the next listen need not lengthen it again (a round trip a
             # job). Whether or not the pipeline runs, the key lives at least until ``_alive_until``.
-            left = math.ceil(self._alive_until - time.monotonic())
-            super().heartbeat(max(ttl, left), pipeline)  # type: ignore[misc]
+            super().heartbeat(max(ttl, math.ceil(self._alive_until - moment)), pipeline)  # type: ignore[misc]
             return
+        wanted = moment + ttl
         if wanted - self._alive_until < HEARTBEAT_SLACK:
             return
         with self.connection.pipeline(transaction=False) as batch:
